@@ -76,6 +76,8 @@ pub struct Event {
     pub parse_error: Option<String>,
     /// Context the parser needs to read `raw` again, such as a VPC flow log's custom field list.
     pub hint: Option<String>,
+    /// Name of the format that read the record (`cri`, `audit`, `vpcflow`, ...), so it can be read again.
+    pub format: &'static str,
 }
 
 impl Event {
@@ -88,6 +90,7 @@ impl Event {
             fields: Fields::default(),
             parse_error: None,
             hint: None,
+            format: "text",
         }
     }
 
