@@ -1,1 +1,235 @@
-//! quarry-transport
+//! Quarry's wire protocol and its HTTP client.
+//!
+//! `POST /api/v1/ingest` takes a batch: newline-delimited JSON or raw lines in the body (optionally
+//! `Content-Encoding: zstd` or `gzip`), and the [`IngestParams`] in the query string:
+//! `kind`, `format`, `cluster`, `node`, `namespace`, `pod`, `container`, and for retries `batch_id`,
+//! `source_id`, `seq`. The answer ([`IngestResponse`]) comes once the batch is durable.
+//! `POST /api/v1/query` takes a [`QueryRequest`] and answers a [`QueryResponse`] or an [`ApiError`].
+
+use quarry_model::{Kind, Source};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Parameters of an ingest batch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IngestParams {
+    /// Source kind; when absent the server takes it from the detected format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<Kind>,
+    /// Parser to use (`auto` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// Cluster name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// Node name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// Container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Unique id of this batch: a retry with the same id is stored once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<String>,
+    /// Id of the stream the batch belongs to (for example node and file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_id: Option<String>,
+    /// Sequence number of the batch in its source; a batch at or below the highest stored one is a retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+}
+
+impl IngestParams {
+    /// The source descriptor, given the kind finally used.
+    pub fn source(&self, kind: Kind) -> Source {
+        Source {
+            kind,
+            cluster: self.cluster.clone(),
+            node: self.node.clone(),
+            namespace: self.namespace.clone(),
+            pod: self.pod.clone(),
+            container: self.container.clone(),
+        }
+    }
+
+    /// Parameters that describe `source`.
+    pub fn for_source(source: &Source) -> Self {
+        IngestParams {
+            kind: Some(source.kind),
+            cluster: source.cluster.clone(),
+            node: source.node.clone(),
+            namespace: source.namespace.clone(),
+            pod: source.pod.clone(),
+            container: source.container.clone(),
+            ..IngestParams::default()
+        }
+    }
+}
+
+/// The answer to an ingest batch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IngestResponse {
+    /// Events stored.
+    pub events: u64,
+    /// Of which stored with a parse-error flag (kept as raw text).
+    pub parse_errors: u64,
+    /// True if the batch had been stored before; nothing was stored again.
+    pub duplicate: bool,
+    /// Format that read the batch.
+    pub format: String,
+    /// Kind the events were stored as.
+    pub kind: Kind,
+}
+
+/// A query.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueryRequest {
+    /// The query text.
+    pub query: String,
+    /// Relative start such as `1h` or `7d` (exclusive with `from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// Start (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// End (RFC 3339), now when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+}
+
+/// Query results.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueryResponse {
+    /// Column names in order.
+    pub columns: Vec<String>,
+    /// Rows as objects keyed by column.
+    pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// How the query ran.
+    pub stats: serde_json::Value,
+}
+
+/// An error answer of the API.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// What went wrong.
+    pub error: String,
+    /// 1-based line of a query error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// 1-based column of a query error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
+}
+
+/// Client failures.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Could not reach the server or read its answer.
+    #[error("cannot talk to {url}: {source}")]
+    Http {
+        /// The server.
+        url: String,
+        /// Cause.
+        source: reqwest::Error,
+    },
+    /// The server refused the request.
+    #[error("server answered {status}: {}", .error.error)]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Its explanation.
+        error: ApiError,
+    },
+}
+
+/// A blocking client of a Quarry server.
+pub struct Client {
+    base: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Client {
+    /// A client of the server at `base` (for example `http://127.0.0.1:7700`).
+    pub fn new(base: &str) -> Result<Client, ClientError> {
+        let base = base.trim_end_matches('/').to_string();
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(600))
+            .build()
+            .map_err(|source| ClientError::Http {
+                url: base.clone(),
+                source,
+            })?;
+        Ok(Client { base, http })
+    }
+
+    fn check(
+        &self,
+        resp: reqwest::blocking::Response,
+    ) -> Result<reqwest::blocking::Response, ClientError> {
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let text = resp.text().unwrap_or_default();
+        let error = serde_json::from_str(&text).unwrap_or(ApiError {
+            error: text,
+            ..ApiError::default()
+        });
+        Err(ClientError::Api {
+            status: status.as_u16(),
+            error,
+        })
+    }
+
+    fn http_err(&self, source: reqwest::Error) -> ClientError {
+        ClientError::Http {
+            url: self.base.clone(),
+            source,
+        }
+    }
+
+    /// Sends one batch (`body` is uncompressed; it is sent zstd-compressed) and waits until it is durable.
+    pub fn ingest(
+        &self,
+        params: &IngestParams,
+        body: &[u8],
+    ) -> Result<IngestResponse, ClientError> {
+        let compressed = zstd::bulk::compress(body, 1).unwrap_or_else(|_| body.to_vec());
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/ingest", self.base))
+            .query(params)
+            .header("content-encoding", "zstd")
+            .header("content-type", "application/octet-stream")
+            .body(compressed)
+            .send()
+            .map_err(|e| self.http_err(e))?;
+        self.check(resp)?.json().map_err(|e| self.http_err(e))
+    }
+
+    /// Runs a query.
+    pub fn query(&self, req: &QueryRequest) -> Result<QueryResponse, ClientError> {
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/query", self.base))
+            .json(req)
+            .send()
+            .map_err(|e| self.http_err(e))?;
+        self.check(resp)?.json().map_err(|e| self.http_err(e))
+    }
+
+    /// True when the server answers its health probe.
+    pub fn healthy(&self) -> bool {
+        self.http
+            .get(format!("{}/healthz", self.base))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+    }
+}

@@ -1,0 +1,292 @@
+//! The store end to end on a temporary data directory: ingest, commit, read back, deduplicate, reopen,
+//! retention.
+
+use quarry_model::time::{parse_rfc3339, NANOS_PER_SEC};
+use quarry_model::{Event, Kind, Source};
+use quarry_parse::{Decoder, Format};
+use quarry_store::partition::DAY_NS;
+use quarry_store::read::{block_of, block_range, block_starts, materialize, read_block};
+use quarry_store::schema::{column_name, field_term};
+use quarry_store::wal::BatchKey;
+use quarry_store::{Retention, Store, StoreConfig};
+use std::time::Duration;
+use tantivy::collector::Count;
+use tantivy::query::TermQuery;
+use tantivy::schema::IndexRecordOption;
+
+fn config(dir: &std::path::Path) -> StoreConfig {
+    let mut cfg = StoreConfig::new(dir);
+    cfg.commit_interval = Duration::from_millis(200);
+    cfg
+}
+
+fn decode(format: Format, text: &str, now: i64) -> Vec<Event> {
+    let mut d = Decoder::new(format);
+    let mut out = Vec::new();
+    d.feed(text.as_bytes(), now, &mut out);
+    d.finish(now, &mut out);
+    out
+}
+
+fn key(id: &str) -> BatchKey {
+    BatchKey {
+        batch_id: Some(id.into()),
+        ..BatchKey::default()
+    }
+}
+
+fn audit_lines(n: usize, base: i64) -> String {
+    (0..n)
+        .map(|i| {
+            let ts = quarry_model::time::format_rfc3339_nanos(base + i as i64 * NANOS_PER_SEC);
+            format!(
+                r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"id-{i}","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/ns{}/secrets","verb":"{}","user":{{"username":"user{}"}},"sourceIPs":["10.0.0.{}"],"objectRef":{{"resource":"secrets","namespace":"ns{}"}},"responseStatus":{{"code":{}}},"requestReceivedTimestamp":"{ts}","stageTimestamp":"{ts}"}}"#,
+                i % 3,
+                if i % 2 == 0 { "get" } else { "list" },
+                i % 5,
+                i % 250,
+                i % 3,
+                if i % 7 == 0 { 403 } else { 200 },
+            ) + "\n"
+        })
+        .collect()
+}
+
+#[test]
+fn ingest_commit_search_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    let base = parse_rfc3339("2024-05-01T10:00:00Z").unwrap();
+    let events = decode(Format::Audit, &audit_lines(1000, base), base);
+    assert_eq!(events.len(), 1000);
+    let src = Source {
+        kind: Kind::Audit,
+        cluster: Some("c1".into()),
+        ..Source::default()
+    };
+    let r = store.ingest(key("b1"), &src, events.clone()).unwrap();
+    assert_eq!((r.events, r.duplicate), (1000, false));
+    store.commit().unwrap();
+
+    let views = store.views(None, i64::MIN, i64::MAX);
+    assert_eq!(views.len(), 1);
+    let v = &views[0];
+    assert_eq!(v.meta.events, 1000);
+    assert_eq!(v.meta.blocks, 4);
+    assert_eq!(
+        (v.meta.min_ts, v.meta.max_ts),
+        (base, base + 999 * NANOS_PER_SEC)
+    );
+    assert!(v.meta.paths.contains_key("user.username"));
+
+    // Exact field terms find event documents.
+    let term = field_term(
+        &v.fields,
+        "responseStatus.code",
+        &quarry_model::Value::Int(403),
+    )
+    .unwrap();
+    let n = v
+        .searcher
+        .search(&TermQuery::new(term, IndexRecordOption::Basic), &Count)
+        .unwrap();
+    assert_eq!(n, (0..1000).filter(|i| i % 7 == 0).count());
+    let term = field_term(&v.fields, "kubernetes.cluster", &"c1".into()).unwrap();
+    let n = v
+        .searcher
+        .search(&TermQuery::new(term, IndexRecordOption::Basic), &Count)
+        .unwrap();
+    assert_eq!(n, 1000);
+
+    // Fast columns hold the values.
+    let seg = v.searcher.segment_reader(0);
+    let col = seg
+        .fast_fields()
+        .column_opt::<i64>(&column_name("responseStatus.code"))
+        .unwrap()
+        .unwrap();
+    let mut codes = 0;
+    for doc in 0..seg.max_doc() {
+        codes += col.first(doc).is_some() as usize;
+    }
+    assert_eq!(codes, 1000);
+
+    // Message words find blocks; every event reads back to its original text and fields.
+    let starts = block_starts(seg, &v.fields).unwrap();
+    assert_eq!(starts.len(), 4);
+    let mut seen = 0;
+    for (i, &start) in starts.iter().enumerate() {
+        let (meta, stored) = read_block(&v.searcher, &v.fields, 0, start).unwrap();
+        assert_eq!(meta.source, src);
+        let range = block_range(&starts, start, seg.max_doc());
+        assert_eq!(range.len(), stored.len());
+        for (doc, s) in range.zip(&stored) {
+            assert_eq!(
+                block_of(&starts, doc),
+                Some((start, (doc - start - 1) as usize))
+            );
+            let e = materialize(&meta, s);
+            let orig = &events[seen];
+            assert_eq!(
+                (e.ts, &e.raw, &e.fields),
+                (orig.ts, &orig.raw, &orig.fields)
+            );
+            seen += 1;
+        }
+        let _ = i;
+    }
+    assert_eq!(seen, 1000);
+    store.close().unwrap();
+}
+
+#[test]
+fn retried_batches_are_stored_once_even_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = parse_rfc3339("2024-05-01T10:00:00Z").unwrap();
+    let src = Source::of_kind(Kind::Audit);
+    let seq_key = |seq| BatchKey {
+        batch_id: None,
+        source_id: Some("node-1:/var/log/audit.log".into()),
+        seq: Some(seq),
+    };
+    {
+        let store = Store::open(config(dir.path())).unwrap();
+        let evs = decode(Format::Audit, &audit_lines(10, base), base);
+        assert!(!store.ingest(key("a"), &src, evs.clone()).unwrap().duplicate);
+        assert!(store.ingest(key("a"), &src, evs.clone()).unwrap().duplicate);
+        assert!(
+            !store
+                .ingest(seq_key(5), &src, evs.clone())
+                .unwrap()
+                .duplicate
+        );
+        assert!(
+            store
+                .ingest(seq_key(5), &src, evs.clone())
+                .unwrap()
+                .duplicate
+        );
+        assert!(
+            store
+                .ingest(seq_key(3), &src, evs.clone())
+                .unwrap()
+                .duplicate
+        );
+        store.close().unwrap();
+    }
+    let store = Store::open(config(dir.path())).unwrap();
+    let evs = decode(Format::Audit, &audit_lines(10, base), base);
+    assert!(store.ingest(key("a"), &src, evs.clone()).unwrap().duplicate);
+    assert!(
+        store
+            .ingest(seq_key(5), &src, evs.clone())
+            .unwrap()
+            .duplicate
+    );
+    assert!(!store.ingest(seq_key(6), &src, evs).unwrap().duplicate);
+    store.commit().unwrap();
+    assert_eq!(store.stats().events_stored, 30);
+    store.close().unwrap();
+}
+
+#[test]
+fn concurrent_ingest_is_durable_and_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    let base = parse_rfc3339("2024-05-01T10:00:00Z").unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let store = store.clone();
+            s.spawn(move || {
+                for b in 0..20 {
+                    let lines: String = (0..50)
+                        .map(|i| format!("thread {t} batch {b} line {i} user=u{t}\n"))
+                        .collect();
+                    let evs = decode(Format::Text, &lines, base + (t * 1000 + b) as i64);
+                    let src = Source {
+                        kind: Kind::Text,
+                        node: Some(format!("n{t}")),
+                        ..Source::default()
+                    };
+                    store.ingest(key(&format!("{t}-{b}")), &src, evs).unwrap();
+                }
+            });
+        }
+    });
+    store.commit().unwrap();
+    let s = store.stats();
+    assert_eq!((s.events_stored, s.batches), (4 * 20 * 50, 80));
+    store.close().unwrap();
+    // Everything is still there after reopening.
+    let store = Store::open(config(dir.path())).unwrap();
+    assert_eq!(store.stats().events_stored, 4000);
+    store.close().unwrap();
+}
+
+#[test]
+fn retention_deletes_old_partitions_by_age_and_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = parse_rfc3339("2024-05-10T12:00:00Z").unwrap();
+    let mut cfg = config(dir.path());
+    cfg.retention = Retention {
+        max_age_ns: [(Kind::Text, 3 * DAY_NS)].into_iter().collect(),
+        max_bytes: [(Kind::Audit, 1)].into_iter().collect(),
+    };
+    let store = Store::open(cfg).unwrap();
+    for day in 0..6i64 {
+        let ts = now - day * DAY_NS;
+        let evs = decode(Format::Text, "a line\nanother line\n", ts);
+        store
+            .ingest(key(&format!("t{day}")), &Source::of_kind(Kind::Text), evs)
+            .unwrap();
+        let evs = decode(Format::Audit, &audit_lines(3, ts), ts);
+        store
+            .ingest(key(&format!("a{day}")), &Source::of_kind(Kind::Audit), evs)
+            .unwrap();
+    }
+    store.commit().unwrap();
+    assert_eq!(store.stats().partitions, 12);
+    let deleted = store.apply_retention(now).unwrap();
+    // Text: days older than 3 days (day index 4 and 5 end before now - 3d; day 3 ends after it).
+    // Audit: only the newest partition survives a 1-byte limit.
+    assert_eq!(deleted, 2 + 5);
+    let s = store.stats();
+    assert_eq!(
+        (s.partitions, s.retention_partitions, s.retention_events),
+        (5, 7, 2 * 2 + 5 * 3)
+    );
+    let kinds: Vec<_> = store
+        .views(None, i64::MIN, i64::MAX)
+        .iter()
+        .map(|v| (v.key.kind, v.key.day))
+        .collect();
+    assert!(kinds.contains(&(Kind::Audit, now.div_euclid(DAY_NS))));
+    assert!(!kinds
+        .iter()
+        .any(|(k, d)| *k == Kind::Text && *d < now.div_euclid(DAY_NS) - 3));
+    store.close().unwrap();
+    assert!(Store::open(config(dir.path())).unwrap().stats().partitions == 5);
+}
+
+#[test]
+fn a_second_writer_is_refused_and_readers_see_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(dir.path())).unwrap();
+    let err = Store::open(config(dir.path())).err().unwrap();
+    assert!(err.to_string().contains("in use"), "{err}");
+    let base = parse_rfc3339("2024-05-01T10:00:00Z").unwrap();
+    store
+        .ingest(
+            key("x"),
+            &Source::of_kind(Kind::Text),
+            decode(Format::Text, "hello\n", base),
+        )
+        .unwrap();
+    store.commit().unwrap();
+    let ro = Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(ro.views(None, i64::MIN, i64::MAX)[0].meta.events, 1);
+    assert!(ro
+        .ingest(key("y"), &Source::of_kind(Kind::Text), Vec::new())
+        .is_err());
+    store.close().unwrap();
+}
