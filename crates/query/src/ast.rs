@@ -93,6 +93,9 @@ pub enum Command {
     Display(DisplayCommand),
     /// `unnest list into item`: one row per element of a (flattened) list.
     Unnest(UnnestCommand),
+    /// `search "text"` (a Quarry extension): events whose `@message` has every word of the text, as the
+    /// word index sees words (case-insensitive, IPs, paths and user names whole); answered by the index.
+    Search(SearchCommand),
 }
 
 impl Command {
@@ -108,6 +111,7 @@ impl Command {
             Command::Dedup(c) => c.span,
             Command::Display(c) => c.span,
             Command::Unnest(c) => c.span,
+            Command::Search(c) => c.span,
         }
     }
 
@@ -123,6 +127,7 @@ impl Command {
             Command::Dedup(_) => "dedup",
             Command::Display(_) => "display",
             Command::Unnest(_) => "unnest",
+            Command::Search(_) => "search",
         }
     }
 
@@ -136,7 +141,7 @@ impl Command {
             Command::Sort(c) => c.keys.iter().map(|k| &k.expr).collect(),
             Command::Parse(c) => vec![&c.source],
             Command::Dedup(c) => c.keys.iter().collect(),
-            Command::Limit(_) | Command::Unnest(_) => Vec::new(),
+            Command::Limit(_) | Command::Unnest(_) | Command::Search(_) => Vec::new(),
         }
     }
 }
@@ -286,6 +291,17 @@ pub struct UnnestCommand {
     pub field: String,
     /// The name each element gets.
     pub alias: String,
+    /// Span of the command.
+    pub span: Span,
+}
+
+/// `search "text"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchCommand {
+    /// The text as written.
+    pub text: String,
+    /// Its words, lower-cased, as the index holds them.
+    pub words: Vec<String>,
     /// Span of the command.
     pub span: Span,
 }

@@ -135,7 +135,7 @@ impl Num {
     }
 }
 
-fn parse_num(s: &str) -> Option<Num> {
+pub(crate) fn parse_num(s: &str) -> Option<Num> {
     let t = s.trim();
     if t.is_empty() {
         return None;

@@ -24,12 +24,17 @@ mod eval;
 mod lexer;
 mod parser;
 mod pipeline;
+mod plan;
+mod range;
+mod run;
 
 pub use ast::{Command, Expr, ExprKind, Query, Span};
 pub use error::{ExecError, QueryError};
 pub use eval::format_timestamp;
 pub use parser::parse_query;
 pub use pipeline::{output_columns, Options, Pipeline, Table, TEXT_CELL_WIDTH};
+pub use range::{parse_time_range, TimeRangeError};
+pub use run::{run, RunError, RunOptions, RunOutput, RunStats};
 
 use quarry_model::{Event, Value};
 
@@ -88,17 +93,6 @@ pub fn run_query<'a, R: Row + 'a>(
         p.push(r)?;
     }
     Ok(p.finish()?)
-}
-
-/// Either failure of [`run_query`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RunError {
-    /// The query text is wrong.
-    #[error(transparent)]
-    Query(#[from] QueryError),
-    /// The run hit a bound.
-    #[error(transparent)]
-    Exec(#[from] ExecError),
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ const MAX_NESTING: u32 = 64;
 /// Deepest expression tree accepted (keeps evaluation's recursion shallow).
 const MAX_TREE_DEPTH: u32 = 128;
 
-const COMMANDS: &str = "fields, filter, stats, sort, limit, parse, dedup, display, unnest";
+const COMMANDS: &str = "fields, filter, stats, sort, limit, parse, dedup, display, unnest, search";
 const UNSUPPORTED: [&str; 11] = [
     "pattern",
     "diff",
@@ -245,6 +245,36 @@ impl<'a> Parser<'a> {
                     field,
                     alias,
                     span: start.to(alias_tok),
+                })
+            }
+            "search" => {
+                let t = self.next()?;
+                let Tok::Str(text) = t.tok else {
+                    return Err(QueryError::at(
+                        t.span,
+                        format!(
+                            "expected a quoted text after 'search', found {}",
+                            t.tok.describe()
+                        ),
+                    ));
+                };
+                let words = quarry_store::tokenizer::tokens(&text);
+                if words.is_empty() {
+                    return Err(QueryError::at(
+                        t.span,
+                        "expected words to search for: the text has no indexed word (timestamps and punctuation are not indexed)",
+                    ));
+                }
+                let mut uniq: Vec<String> = Vec::new();
+                for w in words {
+                    if !uniq.contains(&w) {
+                        uniq.push(w);
+                    }
+                }
+                Command::Search(SearchCommand {
+                    text,
+                    words: uniq,
+                    span: start.to(t.span),
                 })
             }
             other if UNSUPPORTED.contains(&other) => {

@@ -669,6 +669,7 @@ enum Stage {
         names: Vec<(usize, Name)>,
     },
     Unnest(UnnestStage),
+    Search(Vec<String>),
     Dedup {
         keys: Vec<CExpr>,
         seen: HashSet<Vec<KeyVal>>,
@@ -781,6 +782,22 @@ fn feed(
                     r.set(n, v);
                 }
                 feed(rest, sink, now, r, base)?;
+            }
+        }
+        Stage::Search(words) => {
+            let msg = Env {
+                rec: &rec,
+                base,
+                aggs: &[],
+                now,
+            }
+            .lookup("@message");
+            let found = msg.text().is_some_and(|m| {
+                let have = quarry_store::tokenizer::tokens(&m);
+                words.iter().all(|w| have.contains(w))
+            });
+            if found {
+                feed(rest, sink, now, rec, base)?;
             }
         }
         Stage::Dedup { keys, seen } => {
@@ -950,6 +967,7 @@ impl Pipeline {
                     };
                     Stage::Parse { source, re, names }
                 }
+                Command::Search(c) => Stage::Search(c.words.clone()),
                 Command::Unnest(u) => Stage::Unnest(UnnestStage {
                     field: comp.names.name(&u.field),
                     prefix: format!("{}.", u.field),

@@ -1,1 +1,528 @@
-//! quarry-server
+//! Quarry's HTTP server over the embedded store.
+//!
+//! Routes:
+//! - `GET /healthz`: 200 once serving (503 when the store refuses writes after a disk failure).
+//! - `POST /api/v1/ingest`: a batch of newline-delimited JSON or raw lines, optionally zstd- or
+//!   gzip-compressed, with the source descriptor and retry identity in the query string (see
+//!   `quarry_transport`). Answers once the batch is in the fsynced WAL.
+//! - `POST /api/v1/query`: a Logs Insights query over a time range; errors name line and column.
+//! - `GET /api/v1/stats`: store counters and sizes as JSON.
+//! - `GET /metrics`: Prometheus text format.
+//!
+//! Bad requests get a 4xx with a JSON `{"error": ...}` body; nothing on the request path panics on input.
+//!
+//! Dependencies: axum/tokio (HTTP), serde_urlencoded (ingest parameters with precise errors),
+//! zstd/flate2 (request bodies), tracing (request logs).
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use quarry_model::{Event, Kind};
+use quarry_parse::{Decoder, Format};
+use quarry_query::{parse_time_range, run, RunError, RunOptions};
+use quarry_store::wal::{BatchKey, WalError};
+use quarry_store::{Store, StoreError};
+use quarry_transport::{
+    ApiError, IngestParams, IngestResponse, QueryRequest, QueryResponse, NATIVE_FORMAT,
+};
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Largest request body accepted as sent (compressed).
+pub const MAX_BODY_BYTES: usize = 256 << 20;
+/// Largest request body after decompression.
+pub const MAX_DECODED_BYTES: usize = 1 << 30;
+
+/// Counters of the HTTP layer.
+#[derive(Default)]
+struct HttpMetrics {
+    ingest_requests: AtomicU64,
+    ingest_rejected: AtomicU64,
+    ingest_bytes: AtomicU64,
+    queries: AtomicU64,
+    query_errors: AtomicU64,
+    query_micros: AtomicU64,
+}
+
+/// Shared state of the handlers.
+pub struct AppState {
+    store: Store,
+    metrics: HttpMetrics,
+    started: Instant,
+}
+
+impl AppState {
+    /// State over an open store.
+    pub fn new(store: Store) -> Arc<AppState> {
+        Arc::new(AppState {
+            store,
+            metrics: HttpMetrics::default(),
+            started: Instant::now(),
+        })
+    }
+}
+
+/// The API's routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/ingest", post(ingest))
+        .route("/api/v1/query", post(query))
+        .route("/api/v1/stats", get(stats))
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "no such route: see the README for the API".into(),
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (
+        status,
+        Json(ApiError {
+            error: message,
+            ..ApiError::default()
+        }),
+    )
+        .into_response()
+}
+
+async fn healthz(State(st): State<Arc<AppState>>) -> Response {
+    if st.store.healthy() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store refuses writes after a disk error; see the server log\n",
+        )
+            .into_response()
+    }
+}
+
+async fn stats(State(st): State<Arc<AppState>>) -> Response {
+    let store = st.store.clone();
+    match tokio::task::spawn_blocking(move || store.stats()).await {
+        Ok(s) => Json(s).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Decompresses a body by its `Content-Encoding`, within [`MAX_DECODED_BYTES`].
+fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, Response> {
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let limited = |r: &mut dyn Read| -> Result<Vec<u8>, Response> {
+        let mut out = Vec::new();
+        r.take(MAX_DECODED_BYTES as u64 + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot decompress the body ({encoding}): {e}"),
+                )
+            })?;
+        if out.len() > MAX_DECODED_BYTES {
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body decompresses to more than {MAX_DECODED_BYTES} bytes; send smaller batches"),
+            ));
+        }
+        Ok(out)
+    };
+    match encoding.as_str() {
+        "" | "identity" => Ok(body.to_vec()),
+        "zstd" => {
+            let mut d = zstd::stream::read::Decoder::new(body).map_err(|e| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot decompress the body (zstd): {e}"),
+                )
+            })?;
+            limited(&mut d)
+        }
+        "gzip" | "x-gzip" => limited(&mut flate2::read::MultiGzDecoder::new(body)),
+        other => Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported Content-Encoding {other:?}: use zstd, gzip or identity"),
+        )),
+    }
+}
+
+/// Events of a batch in Quarry's native format (records already cut by a client's parser).
+fn native_events(body: &[u8]) -> Result<(Vec<Event>, Format), String> {
+    let records = quarry_transport::decode_native(body)?;
+    let mut format = Format::Text;
+    let events = records
+        .into_iter()
+        .map(|r| {
+            let mut e = quarry_parse::reparse(&r.format, &r.raw, r.hint.as_deref(), r.ts);
+            e.ts = r.ts;
+            e.hint = r.hint;
+            if r.parse_error.is_some() {
+                e.parse_error = r.parse_error;
+            }
+            format = r.format.parse().unwrap_or(format);
+            e
+        })
+        .collect();
+    Ok((events, format))
+}
+
+async fn ingest(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    st.metrics.ingest_requests.fetch_add(1, Ordering::Relaxed);
+    let reject = |st: &AppState, r: Response| {
+        st.metrics.ingest_rejected.fetch_add(1, Ordering::Relaxed);
+        r
+    };
+    let params: IngestParams = match serde_urlencoded::from_str(q.as_deref().unwrap_or("")) {
+        Ok(p) => p,
+        Err(e) => {
+            return reject(
+                &st,
+                error(
+                    StatusCode::BAD_REQUEST,
+                    format!("bad ingest parameters: {e}"),
+                ),
+            )
+        }
+    };
+    let format_name = params.format.clone().unwrap_or_else(|| "auto".into());
+    let native = format_name == NATIVE_FORMAT;
+    let format = if native {
+        Format::Auto
+    } else {
+        match format_name.parse::<Format>() {
+            Ok(f) => f,
+            Err(e) => {
+                return reject(
+                    &st,
+                    error(StatusCode::BAD_REQUEST, format!("{e} (or {NATIVE_FORMAT})")),
+                )
+            }
+        }
+    };
+    let body = match decode_body(&headers, &body) {
+        Ok(b) => b,
+        Err(r) => return reject(&st, r),
+    };
+    st.metrics
+        .ingest_bytes
+        .fetch_add(body.len() as u64, Ordering::Relaxed);
+    let store = st.store.clone();
+    let job = tokio::task::spawn_blocking(move || -> Result<IngestResponse, Response> {
+        let now = quarry_model::time::now_nanos();
+        let (events, used) = if native {
+            native_events(&body).map_err(|e| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    format!("bad {NATIVE_FORMAT} batch: {e}"),
+                )
+            })?
+        } else {
+            let mut d = Decoder::new(format);
+            let mut events = Vec::new();
+            d.feed(&body, now, &mut events);
+            d.finish(now, &mut events);
+            (events, d.format())
+        };
+        let kind: Kind = params.kind.unwrap_or_else(|| used.kind());
+        let key = BatchKey {
+            batch_id: params.batch_id.clone(),
+            source_id: params.source_id.clone(),
+            seq: params.seq,
+        };
+        let done = store
+            .ingest(key, &params.source(kind), events)
+            .map_err(store_error)?;
+        Ok(IngestResponse {
+            events: done.events,
+            parse_errors: done.parse_errors,
+            duplicate: done.duplicate,
+            format: used.as_str().to_string(),
+            kind,
+        })
+    });
+    match job.await {
+        Ok(Ok(r)) => Json(r).into_response(),
+        Ok(Err(r)) => reject(&st, r),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("ingest task failed: {e}"),
+        ),
+    }
+}
+
+fn store_error(e: StoreError) -> Response {
+    match e {
+        StoreError::Wal(WalError::TooLarge(n)) => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("batch of {n} bytes is too large for one WAL record; send smaller batches"),
+        ),
+        StoreError::Wal(_) | StoreError::ReadOnly => {
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+        e => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn query(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+    st.metrics.queries.fetch_add(1, Ordering::Relaxed);
+    let req: QueryRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            st.metrics.query_errors.fetch_add(1, Ordering::Relaxed);
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("bad query request: {e}; expected JSON such as {{\"query\": \"stats count(*)\", \"since\": \"1h\"}}"),
+            );
+        }
+    };
+    let now = quarry_model::time::now_nanos();
+    let (from, to) = match parse_time_range(
+        req.since.as_deref(),
+        req.from.as_deref(),
+        req.to.as_deref(),
+        now,
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            st.metrics.query_errors.fetch_add(1, Ordering::Relaxed);
+            return error(StatusCode::BAD_REQUEST, e.to_string());
+        }
+    };
+    let store = st.store.clone();
+    let opts = RunOptions {
+        from,
+        to,
+        now_ns: Some(now),
+        ..RunOptions::default()
+    };
+    let started = Instant::now();
+    let result = tokio::task::spawn_blocking(move || run(&store, &req.query, &opts)).await;
+    st.metrics
+        .query_micros
+        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    let out = match result {
+        Ok(Ok(out)) => out,
+        Ok(Err(e)) => {
+            st.metrics.query_errors.fetch_add(1, Ordering::Relaxed);
+            return match e {
+                RunError::Query(q) => (
+                    StatusCode::BAD_REQUEST,
+                    Json(ApiError {
+                        error: q.to_string(),
+                        line: Some(q.line),
+                        column: Some(q.column),
+                    }),
+                )
+                    .into_response(),
+                RunError::Exec(x) => error(StatusCode::BAD_REQUEST, x.to_string()),
+                RunError::Store(s) => error(StatusCode::INTERNAL_SERVER_ERROR, s.to_string()),
+            };
+        }
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("query task failed: {e}"),
+            )
+        }
+    };
+    let rows = match out.table.to_json() {
+        serde_json::Value::Array(rows) => rows
+            .into_iter()
+            .filter_map(|r| match r {
+                serde_json::Value::Object(m) => Some(m),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Json(QueryResponse {
+        columns: out.table.columns,
+        rows,
+        stats: serde_json::to_value(&out.stats).unwrap_or_default(),
+    })
+    .into_response()
+}
+
+async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    let store = st.store.clone();
+    let s = match tokio::task::spawn_blocking(move || store.stats()).await {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let m = &st.metrics;
+    let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let mut out = String::new();
+    let mut put = |name: &str, kind: &str, help: &str, v: f64| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+        ));
+    };
+    put(
+        "quarry_ingest_requests_total",
+        "counter",
+        "Ingest requests received.",
+        c(&m.ingest_requests) as f64,
+    );
+    put(
+        "quarry_ingest_rejected_total",
+        "counter",
+        "Ingest requests refused with an error (nothing stored).",
+        c(&m.ingest_rejected) as f64,
+    );
+    put(
+        "quarry_ingest_body_bytes_total",
+        "counter",
+        "Decompressed ingest body bytes received.",
+        c(&m.ingest_bytes) as f64,
+    );
+    put(
+        "quarry_ingest_batches_total",
+        "counter",
+        "Batches stored.",
+        s.batches as f64,
+    );
+    put(
+        "quarry_ingest_duplicate_batches_total",
+        "counter",
+        "Retried batches recognised and not stored again.",
+        s.duplicate_batches as f64,
+    );
+    put(
+        "quarry_ingest_events_total",
+        "counter",
+        "Events stored.",
+        s.events_ingested as f64,
+    );
+    put(
+        "quarry_ingest_raw_bytes_total",
+        "counter",
+        "Raw bytes of events stored.",
+        s.raw_bytes_ingested as f64,
+    );
+    put(
+        "quarry_ingest_parse_errors_total",
+        "counter",
+        "Events stored as raw text because they did not parse.",
+        s.parse_errors as f64,
+    );
+    put(
+        "quarry_wal_torn_bytes",
+        "gauge",
+        "Bytes cut from a torn WAL tail at the last start (never acknowledged).",
+        s.wal_torn_bytes as f64,
+    );
+    put(
+        "quarry_wal_replayed_records",
+        "gauge",
+        "WAL records replayed at the last start.",
+        s.wal_replayed_records as f64,
+    );
+    put(
+        "quarry_wal_bytes",
+        "gauge",
+        "Bytes in WAL files.",
+        s.wal_bytes as f64,
+    );
+    put(
+        "quarry_index_errors_total",
+        "counter",
+        "Failures adding events to an index (the events stay in the WAL).",
+        s.index_errors as f64,
+    );
+    put(
+        "quarry_commits_total",
+        "counter",
+        "Partition commits.",
+        s.commits as f64,
+    );
+    put(
+        "quarry_store_events",
+        "gauge",
+        "Events searchable in the store.",
+        s.events_stored as f64,
+    );
+    put(
+        "quarry_store_raw_bytes",
+        "gauge",
+        "Raw bytes of the events in the store.",
+        s.raw_bytes_stored as f64,
+    );
+    put(
+        "quarry_store_partition_bytes",
+        "gauge",
+        "Bytes on disk in partitions.",
+        s.partition_bytes as f64,
+    );
+    put(
+        "quarry_store_partitions",
+        "gauge",
+        "Partitions (kind and day).",
+        s.partitions as f64,
+    );
+    put(
+        "quarry_retention_deleted_partitions_total",
+        "counter",
+        "Partitions deleted by retention.",
+        s.retention_partitions as f64,
+    );
+    put(
+        "quarry_retention_deleted_events_total",
+        "counter",
+        "Events deleted by retention.",
+        s.retention_events as f64,
+    );
+    put(
+        "quarry_queries_total",
+        "counter",
+        "Queries run.",
+        c(&m.queries) as f64,
+    );
+    put(
+        "quarry_query_errors_total",
+        "counter",
+        "Queries refused or failed.",
+        c(&m.query_errors) as f64,
+    );
+    put(
+        "quarry_query_seconds_total",
+        "counter",
+        "Time spent running queries.",
+        c(&m.query_micros) as f64 / 1e6,
+    );
+    put(
+        "quarry_uptime_seconds",
+        "gauge",
+        "Seconds since the server started.",
+        st.started.elapsed().as_secs_f64(),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}

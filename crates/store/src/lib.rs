@@ -513,7 +513,7 @@ fn prepare(fields: &Fields, source: &Source, events: &[Event]) -> (Vec<Vec<u8>>,
                 p.delta.max_ts = p.delta.max_ts.max(e.ts);
                 p.delta.raw_bytes += e.raw.len() as u64;
                 p.delta.parse_errors += e.parse_error.is_some() as u64;
-                for (path, info) in schema::path_infos(e) {
+                for (path, info) in schema::path_infos(source, e) {
                     p.delta.add_path(path, info);
                 }
             }

@@ -150,9 +150,19 @@ pub mod types {
     pub const NULL: u8 = 16;
 }
 
-/// The field paths of one event with their [`PathInfo`], as the catalog records them.
-pub fn path_infos(event: &Event) -> impl Iterator<Item = (&str, PathInfo)> {
-    event.fields.iter().map(|(p, v)| {
+/// The field paths of one event (its fields, the source coordinates and `@parseError`) with their
+/// [`PathInfo`], as the catalog records them.
+pub fn path_infos<'a>(
+    source: &'a Source,
+    event: &'a Event,
+) -> impl Iterator<Item = (&'a str, PathInfo)> {
+    let text = PathInfo {
+        types: types::STR,
+        long: false,
+    };
+    let coords = source.coordinates().map(move |(p, _)| (p, text));
+    let error = event.parse_error.as_ref().map(|_| ("@parseError", text));
+    coords.chain(error).chain(event.fields.iter().map(|(p, v)| {
         let (types, long) = match v {
             Value::Str(s) => (types::STR, s.len() > MAX_FIELD_STR),
             Value::Int(_) => (types::INT, false),
@@ -161,7 +171,7 @@ pub fn path_infos(event: &Event) -> impl Iterator<Item = (&str, PathInfo)> {
             Value::Null => (types::NULL, false),
         };
         (p, PathInfo { types, long })
-    })
+    }))
 }
 
 /// The block document of a block payload and the words of its events' messages.

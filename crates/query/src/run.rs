@@ -1,0 +1,826 @@
+//! Running a query over the store: the planned predicate narrows each segment's events, then the
+//! pipeline gets rows, newest first when the result depends on order.
+//!
+//! Rows come in one of two ways. When every field the query reads is in the segments' columns (and
+//! none is `@message`), rows are read lazily from the columns ("columnar" mode: a `stats` over millions
+//! of events touches no stored text). Otherwise each candidate event is read from its block and parsed
+//! again ("events" mode).
+
+use crate::ast::{BinaryOp, Command, Query};
+use crate::error::{ExecError, QueryError};
+use crate::eval::{parse_num, Env, Num, Rec, Val};
+use crate::pipeline::{Options, Pipeline, Table};
+use crate::plan::{is_builtin, Leaf, Plan, Push, Target};
+use crate::{parse_query, Row};
+use quarry_model::{Event, Kind, Value};
+use quarry_store::block::{BlockMeta, StoredEvent};
+use quarry_store::partition::PartView;
+use quarry_store::read::{block_range, block_starts, materialize, read_block};
+use quarry_store::schema::{column_name, field_term, types, MAX_FIELD_STR, TS};
+use quarry_store::{Store, StoreError};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tantivy::columnar::{Column, DynamicColumn};
+use tantivy::schema::IndexRecordOption;
+use tantivy::{DocId, DocSet, SegmentReader, Term, TERMINATED};
+
+/// What to run a query over.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Earliest event time, UTC ns (inclusive).
+    pub from: i64,
+    /// Latest event time, UTC ns (exclusive).
+    pub to: i64,
+    /// Most rows returned when the query has no `limit`.
+    pub max_rows: usize,
+    /// The time `now()` and relative ranges use; the clock when `None`.
+    pub now_ns: Option<i64>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            from: i64::MIN,
+            to: i64::MAX,
+            max_rows: Options::default().max_rows,
+            now_ns: None,
+        }
+    }
+}
+
+/// How a query ran.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RunStats {
+    /// Partitions (kind and day) in the time range.
+    pub partitions: usize,
+    /// Segments searched.
+    pub segments: usize,
+    /// Events in the time range.
+    pub events_in_range: u64,
+    /// Events left after the index narrowed them.
+    pub candidates: u64,
+    /// Rows given to the pipeline.
+    pub rows_read: u64,
+    /// Blocks decompressed.
+    pub blocks_read: u64,
+    /// `columnar` or `events`.
+    pub mode: &'static str,
+    /// Wall time in milliseconds.
+    pub elapsed_ms: f64,
+}
+
+/// A query's result and how it ran.
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    /// The rows.
+    pub table: Table,
+    /// Statistics.
+    pub stats: RunStats,
+}
+
+/// Failures of [`run`].
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The query text is wrong (has line and column).
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// The run hit a bound.
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    /// Reading the store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl From<tantivy::TantivyError> for RunError {
+    fn from(e: tantivy::TantivyError) -> Self {
+        RunError::Store(StoreError::Index(e))
+    }
+}
+
+impl From<std::io::Error> for RunError {
+    fn from(e: std::io::Error) -> Self {
+        RunError::Store(StoreError::Io(e))
+    }
+}
+
+/// Parses and runs a query over the store.
+pub fn run(store: &Store, text: &str, opts: &RunOptions) -> Result<RunOutput, RunError> {
+    let start = Instant::now();
+    let query = parse_query(text)?;
+    let now = opts.now_ns.unwrap_or_else(quarry_model::time::now_nanos);
+    let mut pipeline = Pipeline::with_options(
+        &query,
+        Options {
+            max_rows: opts.max_rows,
+            now_ns: Some(now),
+            ..Options::default()
+        },
+    )?;
+    let order = query.execution_order();
+    let plan = Plan::new(&order)?;
+    let views = store.views(None, opts.from, opts.to);
+    let columnar = columnar_ok(&query, &views);
+    let ordered = needs_order(&order);
+    let mut stats = RunStats {
+        partitions: views.len(),
+        mode: if columnar { "columnar" } else { "events" },
+        ..RunStats::default()
+    };
+
+    let mut segs: Vec<Seg<'_>> = Vec::new();
+    for view in &views {
+        for (ord, reader) in view.searcher.segment_readers().iter().enumerate() {
+            let seg = Seg::new(view, ord as u32, reader, opts.from, opts.to)?;
+            stats.events_in_range += seg.universe.count();
+            let (mut hits, _) = seg.eval(&plan.push, &plan.leaves, now)?;
+            hits.and(&seg.universe);
+            stats.candidates += hits.count();
+            segs.push(Seg { hits, ..seg });
+        }
+    }
+    stats.segments = segs.len();
+
+    let mut feeder = Feeder {
+        pipeline: &mut pipeline,
+        blocks: HashMap::new(),
+        stats: &mut stats,
+    };
+    if ordered {
+        feeder.newest_first(&segs, columnar)?;
+    } else {
+        for (i, seg) in segs.iter().enumerate() {
+            if feeder.pipeline.is_satisfied() {
+                break;
+            }
+            feeder.segment(i, seg, columnar)?;
+        }
+    }
+    let table = pipeline.finish()?;
+    stats.elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
+    Ok(RunOutput { table, stats })
+}
+
+/// True when rows must arrive newest first for the result to be right: events are returned (or cut by
+/// `limit`, or deduplicated) before any `stats` or `sort` reorders them.
+fn needs_order(q: &Query) -> bool {
+    for c in &q.commands {
+        match c {
+            Command::Stats(_) | Command::Sort(_) => return false,
+            Command::Limit(_) | Command::Dedup(_) => return true,
+            _ => {}
+        }
+    }
+    true
+}
+
+/// True when every field the query reads can come from the columns of every partition.
+fn columnar_ok(q: &Query, views: &[PartView]) -> bool {
+    let mut names: Vec<&str> = Vec::new();
+    for c in &q.commands {
+        match c {
+            Command::Unnest(_) | Command::Search(_) => return false,
+            _ => c.exprs().iter().for_each(|e| names.extend(e.field_refs())),
+        }
+    }
+    let outputs = crate::pipeline::output_columns(q);
+    names.extend(outputs.iter().map(String::as_str));
+    names.iter().all(|n| match *n {
+        "@timestamp" | "@source" => true,
+        n if is_builtin(n) => false,
+        path => views
+            .iter()
+            .all(|v| v.meta.paths.get(path).is_none_or(|p| !p.long)),
+    })
+}
+
+/// A small bit set over a segment's documents.
+#[derive(Clone)]
+pub(crate) struct Bits {
+    words: Vec<u64>,
+    len: u32,
+}
+
+impl Bits {
+    fn empty(len: u32) -> Bits {
+        Bits {
+            words: vec![0; (len as usize).div_ceil(64)],
+            len,
+        }
+    }
+
+    fn set(&mut self, i: DocId) {
+        self.words[(i / 64) as usize] |= 1 << (i % 64);
+    }
+
+    fn and(&mut self, o: &Bits) {
+        self.words
+            .iter_mut()
+            .zip(&o.words)
+            .for_each(|(a, b)| *a &= b);
+    }
+
+    fn or(&mut self, o: &Bits) {
+        self.words
+            .iter_mut()
+            .zip(&o.words)
+            .for_each(|(a, b)| *a |= b);
+    }
+
+    /// `universe` minus this set.
+    fn complement_in(&self, universe: &Bits) -> Bits {
+        Bits {
+            words: universe
+                .words
+                .iter()
+                .zip(&self.words)
+                .map(|(u, s)| u & !s)
+                .collect(),
+            len: self.len,
+        }
+    }
+
+    fn count(&self) -> u64 {
+        self.words.iter().map(|w| w.count_ones() as u64).sum()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = DocId> + '_ {
+        self.words.iter().enumerate().flat_map(|(i, &w)| {
+            let mut w = w;
+            std::iter::from_fn(move || {
+                if w == 0 {
+                    return None;
+                }
+                let b = w.trailing_zeros();
+                w &= w - 1;
+                Some(i as u32 * 64 + b)
+            })
+        })
+    }
+}
+
+/// One segment being searched.
+struct Seg<'a> {
+    view: &'a PartView,
+    ord: u32,
+    reader: &'a SegmentReader,
+    ts: Column<i64>,
+    /// Event documents in the time range.
+    universe: Bits,
+    /// Candidates after the plan.
+    hits: Bits,
+    columns: RefCell<HashMap<String, Arc<Vec<DynamicColumn>>>>,
+}
+
+impl<'a> Seg<'a> {
+    fn new(
+        view: &'a PartView,
+        ord: u32,
+        reader: &'a SegmentReader,
+        from: i64,
+        to: i64,
+    ) -> Result<Self, RunError> {
+        let ts = reader.fast_fields().i64(TS)?;
+        let mut universe = Bits::empty(reader.max_doc());
+        for doc in 0..reader.max_doc() {
+            if let Some(t) = ts.first(doc) {
+                if t >= from && t < to {
+                    universe.set(doc);
+                }
+            }
+        }
+        Ok(Seg {
+            view,
+            ord,
+            reader,
+            ts,
+            hits: Bits::empty(0),
+            universe,
+            columns: RefCell::new(HashMap::new()),
+        })
+    }
+
+    fn kind(&self) -> Kind {
+        self.view.key.kind
+    }
+
+    /// The fast columns (one per value type) of a field path.
+    fn columns(&self, path: &str) -> Result<Arc<Vec<DynamicColumn>>, RunError> {
+        if let Some(c) = self.columns.borrow().get(path) {
+            return Ok(c.clone());
+        }
+        let handles = self
+            .reader
+            .fast_fields()
+            .dynamic_column_handles(&column_name(path))?;
+        let cols = Arc::new(
+            handles
+                .iter()
+                .map(|h| h.open())
+                .collect::<Result<Vec<_>, _>>()?,
+        );
+        self.columns
+            .borrow_mut()
+            .insert(path.to_string(), cols.clone());
+        Ok(cols)
+    }
+
+    /// The value of a field path in a document.
+    fn value(&self, path: &str, doc: DocId) -> Option<Value> {
+        let cols = self.columns(path).ok()?;
+        cols.iter().find_map(|c| column_value(c, doc))
+    }
+
+    /// Evaluates a predicate: the documents it keeps and whether that set is exact (else a superset).
+    fn eval(&self, push: &Push, leaves: &[Leaf], now: i64) -> Result<(Bits, bool), RunError> {
+        Ok(match push {
+            Push::All => (self.universe.clone(), false),
+            Push::Leaf(i) => self.leaf(&leaves[*i], now)?,
+            Push::Words(words) => (self.words(words)?, false),
+            Push::And(parts) => {
+                let mut acc = self.universe.clone();
+                let mut exact = true;
+                for p in parts {
+                    let (b, e) = self.eval(p, leaves, now)?;
+                    acc.and(&b);
+                    exact &= e;
+                }
+                (acc, exact)
+            }
+            Push::Or(parts) => {
+                let mut acc = Bits::empty(self.universe.len);
+                let mut exact = true;
+                for p in parts {
+                    let (b, e) = self.eval(p, leaves, now)?;
+                    acc.or(&b);
+                    exact &= e;
+                }
+                (acc, exact)
+            }
+            Push::Not(inner) => match self.eval(inner, leaves, now)? {
+                (b, true) => (b.complement_in(&self.universe), true),
+                (_, false) => (self.universe.clone(), false),
+            },
+        })
+    }
+
+    fn leaf(&self, leaf: &Leaf, now: i64) -> Result<(Bits, bool), RunError> {
+        let mut rec = Rec {
+            vals: vec![(leaf.name.clone(), Val::Null)],
+        };
+        let mut test = |v: Val| {
+            rec.vals[0].1 = v;
+            leaf.expr
+                .eval(&Env {
+                    rec: &rec,
+                    base: None,
+                    aggs: &[],
+                    now,
+                })
+                .truthy()
+        };
+        let mut out = Bits::empty(self.universe.len);
+        match &leaf.target {
+            Target::Source => {
+                if test(Val::Str(self.kind().as_str().to_string())) {
+                    out = self.universe.clone();
+                }
+            }
+            Target::Time => {
+                for doc in self.universe.iter() {
+                    if self.ts.first(doc).is_some_and(|t| test(Val::Time(t))) {
+                        out.set(doc);
+                    }
+                }
+            }
+            Target::Field(path) => {
+                let Some(info) = self.view.meta.paths.get(path) else {
+                    // No event here has the field: it is null everywhere.
+                    return Ok((
+                        if test(Val::Null) {
+                            self.universe.clone()
+                        } else {
+                            out
+                        },
+                        true,
+                    ));
+                };
+                if info.long {
+                    return Ok((self.universe.clone(), false));
+                }
+                if let Some(lits) = leaf
+                    .eq_lits
+                    .as_ref()
+                    .filter(|_| terms_are_exact(info.types, leaf))
+                {
+                    self.term_hits(path, lits, &mut out)?;
+                } else {
+                    let mut has = Bits::empty(self.universe.len);
+                    for col in self.columns(path)?.iter() {
+                        self.scan_column(col, leaf, &mut test, &mut has, &mut out)?;
+                    }
+                    if test(Val::Null) {
+                        out.or(&has.complement_in(&self.universe));
+                    }
+                }
+            }
+        }
+        Ok((out, true))
+    }
+
+    /// Documents whose field equals one of the literals, from index terms.
+    fn term_hits(&self, path: &str, lits: &[Val], out: &mut Bits) -> Result<(), RunError> {
+        let fields = &self.view.fields;
+        let inv = self.reader.inverted_index(fields.f)?;
+        for lit in lits {
+            let values: Vec<Value> = match lit {
+                Val::Str(s) if s == "true" || s == "false" => {
+                    vec![Value::Str(s.clone()), Value::Bool(s == "true")]
+                }
+                Val::Str(s) => match parse_num(s) {
+                    Some(Num::I(i)) => vec![Value::Int(i)],
+                    Some(Num::F(f)) => vec![Value::Float(f)],
+                    None => vec![Value::Str(s.clone())],
+                },
+                Val::Int(i) => vec![Value::Int(*i)],
+                Val::Float(f) => vec![Value::Float(*f)],
+                Val::Bool(b) => vec![Value::Bool(*b), Value::Str(b.to_string())],
+                Val::Null | Val::Time(_) => Vec::new(),
+            };
+            for v in values {
+                let Some(term) = field_term(fields, path, &v) else {
+                    continue;
+                };
+                postings_into(&inv, &term, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn scan_column(
+        &self,
+        col: &DynamicColumn,
+        leaf: &Leaf,
+        test: &mut dyn FnMut(Val) -> bool,
+        has: &mut Bits,
+        out: &mut Bits,
+    ) -> Result<(), RunError> {
+        let num_test = |x: f64| match leaf.num_cmp {
+            Some((BinaryOp::Lt, y)) => Some(x < y),
+            Some((BinaryOp::Le, y)) => Some(x <= y),
+            Some((BinaryOp::Gt, y)) => Some(x > y),
+            Some((BinaryOp::Ge, y)) => Some(x >= y),
+            _ => None,
+        };
+        let mut numeric = |v: Option<Val>, x: f64, doc: DocId, has: &mut Bits, out: &mut Bits| {
+            let Some(v) = v else { return };
+            has.set(doc);
+            if num_test(x).unwrap_or_else(|| test(v)) {
+                out.set(doc);
+            }
+        };
+        match col {
+            DynamicColumn::Str(c) => {
+                let mut matching = vec![false; c.num_terms()];
+                let mut stream = c.dictionary().stream()?;
+                while stream.advance() {
+                    let s = String::from_utf8_lossy(stream.key()).into_owned();
+                    if let Some(slot) = matching.get_mut(stream.term_ord() as usize) {
+                        *slot = test(Val::Str(s));
+                    }
+                }
+                for doc in self.universe.iter() {
+                    if let Some(ord) = c.term_ords(doc).next() {
+                        has.set(doc);
+                        if matching.get(ord as usize).copied().unwrap_or(false) {
+                            out.set(doc);
+                        }
+                    }
+                }
+            }
+            DynamicColumn::I64(c) => {
+                for doc in self.universe.iter() {
+                    if let Some(v) = c.first(doc) {
+                        numeric(Some(Val::Int(v)), v as f64, doc, has, out);
+                    }
+                }
+            }
+            DynamicColumn::U64(c) => {
+                for doc in self.universe.iter() {
+                    if let Some(v) = c.first(doc) {
+                        let val = i64::try_from(v)
+                            .map(Val::Int)
+                            .unwrap_or(Val::Float(v as f64));
+                        numeric(Some(val), v as f64, doc, has, out);
+                    }
+                }
+            }
+            DynamicColumn::F64(c) => {
+                for doc in self.universe.iter() {
+                    if let Some(v) = c.first(doc) {
+                        numeric(Some(Val::Float(v)), v, doc, has, out);
+                    }
+                }
+            }
+            DynamicColumn::Bool(c) => {
+                for doc in self.universe.iter() {
+                    if let Some(v) = c.first(doc) {
+                        has.set(doc);
+                        if test(Val::Bool(v)) {
+                            out.set(doc);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Event documents of blocks whose messages hold every word.
+    fn words(&self, words: &[String]) -> Result<Bits, RunError> {
+        let fields = &self.view.fields;
+        let inv = self.reader.inverted_index(fields.msg)?;
+        let mut blocks: Option<Bits> = None;
+        for w in words {
+            let mut b = Bits::empty(self.universe.len);
+            postings_into(&inv, &Term::from_field_text(fields.msg, w), &mut b)?;
+            match &mut blocks {
+                Some(acc) => acc.and(&b),
+                None => blocks = Some(b),
+            }
+        }
+        let mut out = Bits::empty(self.universe.len);
+        let Some(blocks) = blocks else {
+            return Ok(self.universe.clone());
+        };
+        let starts = block_starts(self.reader, fields)?;
+        for start in blocks.iter() {
+            for doc in block_range(&starts, start, self.reader.max_doc()) {
+                out.set(doc);
+            }
+        }
+        out.and(&self.universe);
+        Ok(out)
+    }
+}
+
+/// Index terms answer `f = lit` exactly unless a numeric literal must also match numeric strings.
+fn terms_are_exact(types_seen: u8, leaf: &Leaf) -> bool {
+    let has_str = types_seen & types::STR != 0;
+    leaf.eq_lits.iter().flatten().all(|lit| match lit {
+        Val::Int(_) | Val::Float(_) => !has_str,
+        Val::Str(s) => s.len() <= MAX_FIELD_STR && (parse_num(s).is_none() || !has_str),
+        Val::Bool(_) | Val::Null => true,
+        Val::Time(_) => false,
+    })
+}
+
+fn postings_into(
+    inv: &tantivy::InvertedIndexReader,
+    term: &Term,
+    out: &mut Bits,
+) -> Result<(), RunError> {
+    if let Some(mut p) = inv.read_postings(term, IndexRecordOption::Basic)? {
+        let mut d = p.doc();
+        while d != TERMINATED {
+            if d < out.len {
+                out.set(d);
+            }
+            d = p.advance();
+        }
+    }
+    Ok(())
+}
+
+fn column_value(c: &DynamicColumn, doc: DocId) -> Option<Value> {
+    match c {
+        DynamicColumn::Str(c) => {
+            let ord = c.term_ords(doc).next()?;
+            let mut s = String::new();
+            c.ord_to_str(ord, &mut s).ok()?.then_some(Value::Str(s))
+        }
+        DynamicColumn::I64(c) => c.first(doc).map(Value::Int),
+        DynamicColumn::U64(c) => c.first(doc).map(|v| {
+            i64::try_from(v)
+                .map(Value::Int)
+                .unwrap_or(Value::Float(v as f64))
+        }),
+        DynamicColumn::F64(c) => c.first(doc).map(Value::Float),
+        DynamicColumn::Bool(c) => c.first(doc).map(Value::Bool),
+        _ => None,
+    }
+}
+
+/// A row read lazily from a segment's columns.
+struct ColumnRow<'s, 'a> {
+    seg: &'s Seg<'a>,
+    doc: DocId,
+}
+
+impl Row for ColumnRow<'_, '_> {
+    fn get(&self, name: &str) -> Option<Value> {
+        match name {
+            "@timestamp" => self.seg.ts.first(self.doc).map(Value::Int),
+            "@source" => Some(Value::Str(self.seg.kind().as_str().to_string())),
+            path => self.seg.value(path, self.doc),
+        }
+    }
+
+    fn names(&self) -> Vec<String> {
+        let mut names = vec!["@timestamp".to_string(), "@source".to_string()];
+        for path in self.seg.view.meta.paths.keys() {
+            if self.seg.value(path, self.doc).is_some() {
+                names.push(path.clone());
+            }
+        }
+        names
+    }
+}
+
+/// A row of an event read from its block.
+pub(crate) struct EventRow<'m> {
+    event: Event,
+    meta: &'m BlockMeta,
+}
+
+impl Row for EventRow<'_> {
+    fn get(&self, name: &str) -> Option<Value> {
+        let src = &self.meta.source;
+        match name {
+            "@timestamp" => Some(Value::Int(self.event.ts)),
+            "@message" => Some(Value::Str(self.event.message().to_string())),
+            "@source" => Some(Value::Str(src.kind.as_str().to_string())),
+            "@log" => Some(Value::Str(
+                src.cluster
+                    .clone()
+                    .unwrap_or_else(|| src.kind.as_str().to_string()),
+            )),
+            "@logStream" => Some(Value::Str(log_stream(self.meta, &self.event))),
+            "@parseError" => self.event.parse_error.clone().map(Value::Str),
+            _ => match src.coordinates().find(|(k, _)| *k == name) {
+                Some((_, v)) => Some(Value::Str(v.to_string())),
+                None => self.event.fields.get(name).cloned(),
+            },
+        }
+    }
+
+    fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = ["@timestamp", "@message", "@source", "@log", "@logStream"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        names.extend(self.meta.source.coordinates().map(|(k, _)| k.to_string()));
+        if self.event.parse_error.is_some() {
+            names.push("@parseError".into());
+        }
+        names.extend(self.event.fields.iter().map(|(k, _)| k.to_string()));
+        names
+    }
+}
+
+/// `@logStream` as CloudWatch would name the event's stream.
+fn log_stream(meta: &BlockMeta, e: &Event) -> String {
+    let s = &meta.source;
+    match s.kind {
+        Kind::Container => format!(
+            "{}_{}_{}",
+            s.pod.as_deref().unwrap_or("-"),
+            s.namespace.as_deref().unwrap_or("-"),
+            s.container.as_deref().unwrap_or("-")
+        ),
+        Kind::Audit => "kube-apiserver-audit".to_string(),
+        Kind::VpcFlow => e
+            .fields
+            .get("interfaceId")
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "vpcflow".into()),
+        _ => s
+            .node
+            .clone()
+            .unwrap_or_else(|| s.kind.as_str().to_string()),
+    }
+}
+
+type DecodedBlock = Arc<(BlockMeta, Vec<StoredEvent>)>;
+
+struct Feeder<'p, 's> {
+    pipeline: &'p mut Pipeline,
+    blocks: HashMap<(usize, DocId), DecodedBlock>,
+    stats: &'s mut RunStats,
+}
+
+impl Feeder<'_, '_> {
+    fn block(&mut self, i: usize, seg: &Seg<'_>, start: DocId) -> Result<DecodedBlock, RunError> {
+        if let Some(b) = self.blocks.get(&(i, start)) {
+            return Ok(b.clone());
+        }
+        if self.blocks.len() >= 256 {
+            self.blocks.clear();
+        }
+        let b = Arc::new(read_block(
+            &seg.view.searcher,
+            &seg.view.fields,
+            seg.ord,
+            start,
+        )?);
+        self.stats.blocks_read += 1;
+        self.blocks.insert((i, start), b.clone());
+        Ok(b)
+    }
+
+    fn push_event(
+        &mut self,
+        i: usize,
+        seg: &Seg<'_>,
+        starts: &[DocId],
+        doc: DocId,
+    ) -> Result<(), RunError> {
+        let Some((start, at)) = quarry_store::read::block_of(starts, doc) else {
+            return Err(StoreError::Corrupt(format!("event document {doc} has no block")).into());
+        };
+        let block = self.block(i, seg, start)?;
+        let Some(stored) = block.1.get(at) else {
+            return Err(StoreError::Corrupt(format!(
+                "block at {start} is shorter than its documents"
+            ))
+            .into());
+        };
+        let row = EventRow {
+            event: materialize(&block.0, stored),
+            meta: &block.0,
+        };
+        self.stats.rows_read += 1;
+        self.pipeline.push(&row)?;
+        Ok(())
+    }
+
+    /// Feeds a segment's candidates in document order.
+    fn segment(&mut self, i: usize, seg: &Seg<'_>, columnar: bool) -> Result<(), RunError> {
+        let starts = if columnar {
+            Arc::new(Vec::new())
+        } else {
+            block_starts(seg.reader, &seg.view.fields)?
+        };
+        for doc in seg.hits.iter() {
+            if self.pipeline.is_satisfied() {
+                break;
+            }
+            if columnar {
+                self.stats.rows_read += 1;
+                self.pipeline.push(&ColumnRow { seg, doc })?;
+            } else {
+                self.push_event(i, seg, &starts, doc)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Feeds all candidates newest first, sorting only as many as the pipeline takes.
+    fn newest_first(&mut self, segs: &[Seg<'_>], columnar: bool) -> Result<(), RunError> {
+        let mut all: Vec<(i64, u32, DocId)> = Vec::new();
+        for (i, seg) in segs.iter().enumerate() {
+            for doc in seg.hits.iter() {
+                if let Some(ts) = seg.ts.first(doc) {
+                    all.push((ts, i as u32, doc));
+                }
+            }
+        }
+        let mut starts: HashMap<usize, Arc<Vec<DocId>>> = HashMap::new();
+        let mut chunk = 1024usize;
+        let mut rest = &mut all[..];
+        while !rest.is_empty() && !self.pipeline.is_satisfied() {
+            let k = chunk.min(rest.len());
+            if k < rest.len() {
+                rest.select_nth_unstable_by(k - 1, |a, b| b.cmp(a));
+            }
+            let (head, tail) = rest.split_at_mut(k);
+            head.sort_unstable_by(|a, b| b.cmp(a));
+            for &(_, i, doc) in head.iter() {
+                if self.pipeline.is_satisfied() {
+                    break;
+                }
+                let seg = &segs[i as usize];
+                if columnar {
+                    self.stats.rows_read += 1;
+                    self.pipeline.push(&ColumnRow { seg, doc })?;
+                } else {
+                    let st = match starts.get(&(i as usize)) {
+                        Some(s) => s.clone(),
+                        None => {
+                            let s = block_starts(seg.reader, &seg.view.fields)?;
+                            starts.insert(i as usize, s.clone());
+                            s
+                        }
+                    };
+                    self.push_event(i as usize, seg, &st, doc)?;
+                }
+            }
+            rest = tail;
+            chunk = chunk.saturating_mul(4);
+        }
+        Ok(())
+    }
+}
