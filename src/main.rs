@@ -1,1 +1,525 @@
-fn main() {}
+//! `quarry`: one binary for every part of Quarry. This file only parses arguments and wires the crates
+//! together; the work lives in `crates/*`.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use quarry_model::Kind;
+use quarry_parse::{Format, Multiline};
+use quarry_query::{parse_time_range, RunOptions, Table};
+use quarry_store::{Retention, Store, StoreConfig, StoreError};
+use quarry_transport::{Client, QueryRequest};
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "quarry",
+    version,
+    about = "Kubernetes security logging: collect every log, keep it tamper-evident, hunt through it",
+    long_about = "Quarry keeps a cluster's container, node, audit, VPC flow and CloudTrail logs and lets you \
+                  hunt through them with the CloudWatch Logs Insights query language.\n\n\
+                  Start with `quarry demo`: it loads a generated cluster's last hour (with an attack in it), \
+                  walks you through a hunt and leaves a server running for your own queries."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+    /// Log level of Quarry's own logs (error, warn, info, debug, trace); JSON when stderr is not a terminal.
+    #[arg(long, global = true, env = "QUARRY_LOG", default_value = "info")]
+    log: String,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the server: ingest API, store and query API on local disk.
+    Server(ServerArgs),
+    /// Load log files and folders (plain, .gz, .zst) into a store or a running server.
+    Import(ImportArgs),
+    /// Run a query (CloudWatch Logs Insights syntax) and print the result.
+    Query(QueryArgs),
+    /// Generate a small cluster's last hour with an attack in it, load it, hunt, and serve it.
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Clone)]
+struct StoreArgs {
+    /// Data directory of the store (created if missing).
+    #[arg(long, env = "QUARRY_DATA_DIR")]
+    data_dir: PathBuf,
+    /// How often new events are committed and become searchable.
+    #[arg(long, env = "QUARRY_COMMIT_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    commit_interval: Duration,
+    /// Keep each kind for this long, e.g. `audit=2190d,container=30d` (kinds: container, audit, vpcflow,
+    /// cloudtrail, syslog, json, text). Whole days are deleted once past the age. Default: keep forever.
+    #[arg(long, env = "QUARRY_RETENTION", value_parser = parse_retention_age)]
+    retention: Option<Vec<(Kind, i64)>>,
+    /// Keep at most this much disk per kind, oldest days deleted first, e.g. `container=50GB,vpcflow=20GB`.
+    #[arg(long, env = "QUARRY_RETENTION_SIZE", value_parser = parse_retention_size)]
+    retention_size: Option<Vec<(Kind, u64)>>,
+    /// Memory budget of each partition's index writer, in MiB.
+    #[arg(long, env = "QUARRY_WRITER_MEMORY_MB", default_value_t = 128)]
+    writer_memory_mb: usize,
+    /// Indexing threads per partition writer.
+    #[arg(long, env = "QUARRY_WRITER_THREADS", default_value_t = 1)]
+    writer_threads: usize,
+    /// Do not fsync the WAL before acknowledging (loses acknowledged data on a power cut; only for
+    /// measuring what fsync costs).
+    #[arg(long, hide = true)]
+    no_fsync: bool,
+}
+
+impl StoreArgs {
+    fn config(&self) -> StoreConfig {
+        let mut cfg = StoreConfig::new(&self.data_dir);
+        cfg.commit_interval = self.commit_interval;
+        cfg.fsync = !self.no_fsync;
+        cfg.writer.memory = self.writer_memory_mb.max(16) << 20;
+        cfg.writer.threads = self.writer_threads.max(1);
+        cfg.retention = Retention {
+            max_age_ns: self.retention.iter().flatten().copied().collect(),
+            max_bytes: self.retention_size.iter().flatten().copied().collect(),
+        };
+        cfg
+    }
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Address to listen on.
+    #[arg(long, env = "QUARRY_LISTEN", default_value = "127.0.0.1:7700")]
+    listen: SocketAddr,
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct Where {
+    /// URL of a running server, e.g. http://127.0.0.1:7700.
+    #[arg(long, env = "QUARRY_SERVER")]
+    server: Option<String>,
+    /// Data directory to use directly (no server needed).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    #[command(flatten)]
+    to: Where,
+    /// Parser: auto (detect per file) or one of container, cri, docker, audit, vpcflow, cloudtrail, syslog,
+    /// klog, json, logfmt, text.
+    #[arg(long, default_value = "auto")]
+    format: Format,
+    /// Store every file as this kind (default: from the path and the detected format).
+    #[arg(long)]
+    kind: Option<Kind>,
+    /// Cluster name to record with every event.
+    #[arg(long, env = "QUARRY_CLUSTER")]
+    cluster: Option<String>,
+    /// Join stack traces in container and text logs: java, python, go, auto or custom:<regex>.
+    #[arg(long)]
+    multiline: Option<Multiline>,
+    /// Files and folders to import (folders are walked recursively).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    /// Aligned columns for a terminal.
+    Table,
+    /// One JSON array of row objects.
+    Json,
+    /// CSV with a header row.
+    Csv,
+}
+
+#[derive(Args)]
+struct QueryArgs {
+    #[command(flatten)]
+    on: Where,
+    /// Only events of the last period, e.g. 15m, 1h, 7d.
+    #[arg(long, conflicts_with = "from")]
+    since: Option<String>,
+    /// Start: RFC 3339, a date, epoch seconds/ms, or a duration ago (2h). Default: all time.
+    #[arg(long)]
+    from: Option<String>,
+    /// End (inclusive), same forms as --from. Default: no end.
+    #[arg(long)]
+    to: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: OutputFormat,
+    /// The query, e.g. 'filter action="REJECT" | stats count(*) by srcAddr'.
+    query: String,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Times more background data (scale 1 is about 45 MB; 128 is about 5 GB).
+    #[arg(long, default_value_t = 1)]
+    scale: u32,
+    /// Seed of the generator: the same seed gives the same data.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Exit after the hunt instead of serving the data.
+    #[arg(long)]
+    no_serve: bool,
+    /// Address the server listens on after the hunt.
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    listen: SocketAddr,
+    /// Keep the data here instead of a temporary directory (deleted at exit).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms
+            .parse()
+            .map(Duration::from_millis)
+            .map_err(|e| format!("{s:?}: {e}"));
+    }
+    quarry_query::parse_duration(s)
+        .map(|ns| Duration::from_nanos(ns.max(0) as u64))
+        .ok_or_else(|| format!("{s:?} is not a duration such as 500ms, 2s, 5m, 1h, 30d"))
+}
+
+fn kind_pairs<T>(
+    s: &str,
+    value: impl Fn(&str) -> Option<T>,
+    what: &str,
+) -> Result<Vec<(Kind, T)>, String> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|pair| {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("{pair:?}: expected KIND={what}"))?;
+            let kind: Kind = k.trim().parse().map_err(|e| format!("{e}"))?;
+            let v = value(v.trim()).ok_or_else(|| format!("{pair:?}: {v:?} is not {what}"))?;
+            Ok((kind, v))
+        })
+        .collect()
+}
+
+fn parse_retention_age(s: &str) -> Result<Vec<(Kind, i64)>, String> {
+    kind_pairs(s, quarry_query::parse_duration, "a duration such as 30d")
+}
+
+fn parse_retention_size(s: &str) -> Result<Vec<(Kind, u64)>, String> {
+    let size = |v: &str| {
+        let v = v.to_ascii_uppercase();
+        let (n, mult) = [
+            ("TB", 1u64 << 40),
+            ("GB", 1 << 30),
+            ("MB", 1 << 20),
+            ("KB", 1 << 10),
+            ("B", 1),
+        ]
+        .iter()
+        .find_map(|(suffix, m)| v.strip_suffix(suffix).map(|n| (n.trim().to_string(), *m)))?;
+        n.parse::<u64>().ok()?.checked_mul(mult)
+    };
+    kind_pairs(s, size, "a size such as 50GB")
+}
+
+fn init_logs(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::io::stderr().is_terminal() {
+        builder.init();
+    } else {
+        builder.json().init();
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logs(&cli.log);
+    let result = match cli.cmd {
+        Cmd::Server(a) => server(a),
+        Cmd::Import(a) => import(a),
+        Cmd::Query(a) => query(a),
+        Cmd::Demo(a) => demo(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// Serves `store` on `listen` until Ctrl-C or SIGTERM, then closes it.
+fn serve(store: Store, listen: SocketAddr, on_ready: impl FnOnce(SocketAddr)) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let state = quarry_server::AppState::new(store.clone());
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "serving");
+        on_ready(addr);
+        quarry_server::serve(listener, state, shutdown_signal()).await?;
+        anyhow::Ok(())
+    })?;
+    tracing::info!("shutting down: committing and closing the store");
+    store.close()?;
+    Ok(())
+}
+
+fn server(a: ServerArgs) -> Result<()> {
+    let store = Store::open(a.store.config())?;
+    let s = store.stats();
+    tracing::info!(
+        data_dir = %a.store.data_dir.display(),
+        events = s.events_stored,
+        partitions = s.partitions,
+        replayed = s.wal_replayed_records,
+        torn_bytes = s.wal_torn_bytes,
+        "store open"
+    );
+    serve(store, a.listen, |_| {})
+}
+
+fn progress_bar(total: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(total);
+    pb.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} [{{bar:30}}] {{bytes}}/{{total_bytes}} {{msg}} ({{eta}})"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    if !std::io::stderr().is_terminal() {
+        pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    pb
+}
+
+fn import(a: ImportArgs) -> Result<()> {
+    let opts = quarry_import::ImportOptions {
+        format: a.format,
+        kind: a.kind,
+        cluster: a.cluster,
+        multiline: a.multiline.map(|m| m.mode),
+        ..quarry_import::ImportOptions::default()
+    };
+    let pb = progress_bar(0, "importing");
+    let mut on_progress = |p: &quarry_import::Progress| {
+        pb.set_length(p.bytes_total);
+        pb.set_position(p.bytes_read);
+        pb.set_message(format!(
+            "{} events, file {}/{}",
+            p.events, p.files_done, p.files_total
+        ));
+    };
+    let summary = match (&a.to.server, &a.to.data_dir) {
+        (Some(url), _) => {
+            let client = Client::new(url)?;
+            quarry_import::import_paths(
+                &a.paths,
+                &opts,
+                quarry_import::Target::Server(&client),
+                &mut on_progress,
+            )?
+        }
+        (None, Some(dir)) => {
+            let store = Store::open(StoreConfig::new(dir))?;
+            let s = quarry_import::import_paths(
+                &a.paths,
+                &opts,
+                quarry_import::Target::Store(&store),
+                &mut on_progress,
+            )?;
+            store.close()?;
+            s
+        }
+        (None, None) => bail!("give --server URL or --data-dir DIR"),
+    };
+    pb.finish_and_clear();
+    let mb = summary.bytes as f64 / 1e6;
+    println!(
+        "imported {} events ({:.1} MB) from {} files in {:.1} s: {:.1} MB/s, {:.0} events/s",
+        summary.events,
+        mb,
+        summary.files,
+        summary.seconds,
+        mb / summary.seconds.max(1e-9),
+        summary.events as f64 / summary.seconds.max(1e-9)
+    );
+    for (kind, c) in &summary.per_kind {
+        println!(
+            "  {kind:<10} {:>6} files {:>10} events {:>10.1} MB",
+            c.files,
+            c.events,
+            c.bytes as f64 / 1e6
+        );
+    }
+    if summary.parse_errors > 0 {
+        println!("  {} events did not parse and were stored as raw text (query them with: filter ispresent(@parseError))", summary.parse_errors);
+    }
+    if summary.duplicate_batches > 0 {
+        println!(
+            "  {} batches ({} events) were already stored and were skipped",
+            summary.duplicate_batches, summary.duplicate_events
+        );
+    }
+    if summary.truncated > 0 {
+        println!(
+            "  {} records were longer than the record cap and were cut",
+            summary.truncated
+        );
+    }
+    for (p, why) in &summary.skipped {
+        println!("  skipped {}: {why}", p.display());
+    }
+    Ok(())
+}
+
+fn print_table(table: &Table, format: OutputFormat) -> Result<()> {
+    match format {
+        OutputFormat::Table => print!("{}", table.to_text_table()),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&table.to_json())?),
+        OutputFormat::Csv => print!("{}", table.to_csv()),
+    }
+    Ok(())
+}
+
+fn query(a: QueryArgs) -> Result<()> {
+    let table = match (&a.on.server, &a.on.data_dir) {
+        (Some(url), _) => {
+            let resp = Client::new(url)?.query(&QueryRequest {
+                query: a.query.clone(),
+                since: a.since.clone(),
+                from: a.from.clone(),
+                to: a.to.clone(),
+            })?;
+            Table::from_json(resp.columns, &resp.rows)
+        }
+        (None, Some(dir)) => {
+            let now = quarry_model::time::now_nanos();
+            let (from, to) =
+                parse_time_range(a.since.as_deref(), a.from.as_deref(), a.to.as_deref(), now)?;
+            let store = match Store::open(StoreConfig::new(dir)) {
+                Ok(s) => s,
+                Err(StoreError::Locked(_)) => {
+                    eprintln!(
+                        "note: a server holds {}; querying what it has committed (or use --server)",
+                        dir.display()
+                    );
+                    Store::open_read_only(dir)?
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let out = quarry_query::run(
+                &store,
+                &a.query,
+                &RunOptions {
+                    from,
+                    to,
+                    now_ns: Some(now),
+                    ..RunOptions::default()
+                },
+            );
+            store.close()?;
+            out?.table
+        }
+        (None, None) => bail!("give --server URL or --data-dir DIR"),
+    };
+    print_table(&table, a.format)
+}
+
+fn demo(a: DemoArgs) -> Result<()> {
+    let tmp;
+    let dir = match &a.data_dir {
+        Some(d) => d.clone(),
+        None => {
+            tmp = tempfile::Builder::new().prefix("quarry-demo-").tempdir()?;
+            tmp.path().to_path_buf()
+        }
+    };
+    let cfg = quarry_demo::DemoConfig {
+        seed: a.seed,
+        scale: a.scale.max(1),
+        ..quarry_demo::DemoConfig::default()
+    };
+    println!(
+        "Quarry demo: cluster {:?}, the hour up to now, scale {}, seed {}",
+        cfg.cluster, cfg.scale, cfg.seed
+    );
+    println!("data directory: {}", dir.display());
+    let mut store_cfg = StoreConfig::new(&dir);
+    store_cfg.commit_interval = Duration::from_secs(1);
+    let store = Store::open(store_cfg)?;
+    let pb = progress_bar(0, "generating and loading");
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} generating and loading {bytes} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let loaded = quarry_demo::hunt::load(&store, &cfg, workers, &mut |bytes, events| {
+        pb.set_position(bytes);
+        pb.set_message(format!("{events} events"));
+    })?;
+    pb.finish_and_clear();
+    println!(
+        "loaded {} events ({:.1} MB of logs from {} files) in {:.1} s",
+        loaded.events,
+        loaded.bytes as f64 / 1e6,
+        loaded.files,
+        loaded.seconds
+    );
+    let attack = quarry_demo::attack(&cfg);
+    println!("\nSomething happened in this cluster during the last hour. Let's hunt.");
+    quarry_demo::hunt::print_hunt(
+        &store,
+        &quarry_demo::hunt::hunt_steps(&attack),
+        8,
+        &mut std::io::stdout(),
+    )?;
+    if a.no_serve {
+        store.close()?;
+        return Ok(());
+    }
+    serve(store, a.listen, |addr| {
+        println!(
+            "\nThe server is up at http://{addr} with this data. Try your own hunt, for example:"
+        );
+        println!("  quarry query --server http://{addr} 'filter verb = \"delete\" | stats count(*) by user.username'");
+        println!("  curl -s http://{addr}/api/v1/query -d '{{\"query\": \"search \\\"{}\\\" | limit 5\"}}'", attack.exfil_ip);
+        println!(
+            "Press Ctrl-C to stop (the data directory is deleted unless you gave --data-dir)."
+        );
+    })
+}

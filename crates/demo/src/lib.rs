@@ -15,7 +15,9 @@
 //! cluster-admin binding and an exfiltration. Its addresses (RFC 5737) appear in no benign line.
 //! `scale = N` makes N times more background data (more nodes and replicas, same hour).
 //!
-//! Dependencies: `quarry-model` for the shared [`Source`]/[`Kind`] descriptors and civil-time helpers;
+//! [`hunt`] loads the data into a store and runs the guided hunt that uncovers the attack.
+//!
+//! Dependencies: `quarry-parse`, `quarry-store` and `quarry-query` to load and hunt; `quarry-model` for the shared [`Source`]/[`Kind`] descriptors and civil-time helpers;
 //! `rand` for the `Rng`/`SeedableRng` traits; `rand_chacha` for a portable seedable RNG, so the same seed
 //! gives byte-identical output on every machine. JSON is written by hand for speed (`serde_json` is only a
 //! test dependency, to check the output).
@@ -26,6 +28,7 @@ mod attack;
 mod audit;
 mod cri;
 mod fmt;
+pub mod hunt;
 mod node;
 mod rng;
 mod stream;

@@ -33,7 +33,7 @@ pub use error::{ExecError, QueryError};
 pub use eval::format_timestamp;
 pub use parser::parse_query;
 pub use pipeline::{output_columns, Options, Pipeline, Table, TEXT_CELL_WIDTH};
-pub use range::{parse_time_range, TimeRangeError};
+pub use range::{parse_duration, parse_instant, parse_time_range, TimeRangeError};
 pub use run::{run, RunError, RunOptions, RunOutput, RunStats};
 
 use quarry_model::{Event, Value};

@@ -53,6 +53,28 @@ pub struct Table {
 pub const TEXT_CELL_WIDTH: usize = 60;
 
 impl Table {
+    /// Rebuilds a table from its column names and [`Table::to_json`] rows (as a server returns them).
+    pub fn from_json(
+        columns: Vec<String>,
+        rows: &[serde_json::Map<String, serde_json::Value>],
+    ) -> Table {
+        let value = |v: Option<&serde_json::Value>| match v {
+            None | Some(serde_json::Value::Null) => Value::Null,
+            Some(serde_json::Value::Bool(b)) => Value::Bool(*b),
+            Some(serde_json::Value::Number(n)) => n
+                .as_i64()
+                .map(Value::Int)
+                .unwrap_or_else(|| Value::Float(n.as_f64().unwrap_or(f64::NAN))),
+            Some(serde_json::Value::String(s)) => Value::Str(s.clone()),
+            Some(other) => Value::Str(other.to_string()),
+        };
+        let rows = rows
+            .iter()
+            .map(|r| columns.iter().map(|c| value(r.get(c))).collect())
+            .collect();
+        Table { columns, rows }
+    }
+
     /// An array with one object per row (`column: value`, in column order); null cells are left out,
     /// as Logs Insights leaves out fields an event does not have.
     pub fn to_json(&self) -> serde_json::Value {

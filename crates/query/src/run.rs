@@ -271,7 +271,37 @@ struct Seg<'a> {
     universe: Bits,
     /// Candidates after the plan.
     hits: Bits,
-    columns: RefCell<HashMap<String, Arc<Vec<DynamicColumn>>>>,
+    columns: RefCell<HashMap<String, Arc<PathColumns>>>,
+}
+
+/// The fast columns (one per value type) of a field path, with the strings of its dictionary decoded
+/// once each as rows ask for them.
+struct PathColumns {
+    cols: Vec<DynamicColumn>,
+    strings: RefCell<HashMap<u64, String>>,
+}
+
+impl PathColumns {
+    fn value(&self, doc: DocId) -> Option<Value> {
+        for c in &self.cols {
+            if let DynamicColumn::Str(sc) = c {
+                let Some(ord) = sc.term_ords(doc).next() else {
+                    continue;
+                };
+                if let Some(s) = self.strings.borrow().get(&ord) {
+                    return Some(Value::Str(s.clone()));
+                }
+                let mut s = String::new();
+                if sc.ord_to_str(ord, &mut s).ok()? {
+                    self.strings.borrow_mut().insert(ord, s.clone());
+                    return Some(Value::Str(s));
+                }
+            } else if let Some(v) = column_value(c, doc) {
+                return Some(v);
+            }
+        }
+        None
+    }
 }
 
 impl<'a> Seg<'a> {
@@ -306,8 +336,8 @@ impl<'a> Seg<'a> {
         self.view.key.kind
     }
 
-    /// The fast columns (one per value type) of a field path.
-    fn columns(&self, path: &str) -> Result<Arc<Vec<DynamicColumn>>, RunError> {
+    /// The fast columns of a field path.
+    fn columns(&self, path: &str) -> Result<Arc<PathColumns>, RunError> {
         if let Some(c) = self.columns.borrow().get(path) {
             return Ok(c.clone());
         }
@@ -315,12 +345,13 @@ impl<'a> Seg<'a> {
             .reader
             .fast_fields()
             .dynamic_column_handles(&column_name(path))?;
-        let cols = Arc::new(
-            handles
+        let cols = Arc::new(PathColumns {
+            cols: handles
                 .iter()
                 .map(|h| h.open())
                 .collect::<Result<Vec<_>, _>>()?,
-        );
+            strings: RefCell::new(HashMap::new()),
+        });
         self.columns
             .borrow_mut()
             .insert(path.to_string(), cols.clone());
@@ -329,8 +360,7 @@ impl<'a> Seg<'a> {
 
     /// The value of a field path in a document.
     fn value(&self, path: &str, doc: DocId) -> Option<Value> {
-        let cols = self.columns(path).ok()?;
-        cols.iter().find_map(|c| column_value(c, doc))
+        self.columns(path).ok()?.value(doc)
     }
 
     /// Evaluates a predicate: the documents it keeps and whether that set is exact (else a superset).
@@ -418,7 +448,7 @@ impl<'a> Seg<'a> {
                     self.term_hits(path, lits, &mut out)?;
                 } else {
                     let mut has = Bits::empty(self.universe.len);
-                    for col in self.columns(path)?.iter() {
+                    for col in self.columns(path)?.cols.iter() {
                         self.scan_column(col, leaf, &mut test, &mut has, &mut out)?;
                     }
                     if test(Val::Null) {
@@ -597,11 +627,6 @@ fn postings_into(
 
 fn column_value(c: &DynamicColumn, doc: DocId) -> Option<Value> {
     match c {
-        DynamicColumn::Str(c) => {
-            let ord = c.term_ords(doc).next()?;
-            let mut s = String::new();
-            c.ord_to_str(ord, &mut s).ok()?.then_some(Value::Str(s))
-        }
         DynamicColumn::I64(c) => c.first(doc).map(Value::Int),
         DynamicColumn::U64(c) => c.first(doc).map(|v| {
             i64::try_from(v)
