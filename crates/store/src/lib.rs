@@ -546,9 +546,17 @@ impl Inner {
         Ok(p)
     }
 
+    /// Adds one WAL record's documents. All documents of a partition go in one call: a partition takes
+    /// a record once, so a record split over several calls would lose all but the first.
     fn apply(&self, lsn: u64, prepared: Vec<Prepared>) -> Result<(), StoreError> {
+        let mut by_part: BTreeMap<PartKey, (Vec<TantivyDocument>, Delta)> = BTreeMap::new();
         for p in prepared {
-            self.partition(p.key)?.apply(lsn, p.docs, &p.delta)?;
+            let (docs, delta) = by_part.entry(p.key).or_insert_with(|| (Vec::new(), Delta::new()));
+            docs.extend(p.docs);
+            delta.merge(p.delta);
+        }
+        for (key, (docs, delta)) in by_part {
+            self.partition(key)?.apply(lsn, docs, &delta)?;
         }
         self.limit_writers()
     }

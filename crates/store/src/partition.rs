@@ -126,6 +126,19 @@ impl Delta {
         }
     }
 
+    /// Adds another delta of the same partition.
+    pub fn merge(&mut self, o: Delta) {
+        self.events += o.events;
+        self.blocks += o.blocks;
+        self.raw_bytes += o.raw_bytes;
+        self.parse_errors += o.parse_errors;
+        self.min_ts = self.min_ts.min(o.min_ts);
+        self.max_ts = self.max_ts.max(o.max_ts);
+        for (p, info) in o.paths {
+            self.add_path(&p, info);
+        }
+    }
+
     /// Folds one event's path catalogue into the delta.
     pub fn add_path(&mut self, path: &str, info: PathInfo) {
         match self.paths.get_mut(path) {
