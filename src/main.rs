@@ -345,12 +345,15 @@ fn import(a: ImportArgs) -> Result<()> {
     let summary = match (&a.to.server, &a.to.data_dir) {
         (Some(url), _) => {
             let client = Client::new(url)?;
-            quarry_import::import_paths(
+            let s = quarry_import::import_paths(
                 &a.paths,
                 &opts,
                 quarry_import::Target::Server(&client),
                 &mut on_progress,
-            )?
+            )?;
+            pb.set_message("waiting until the server has indexed everything");
+            client.commit()?;
+            s
         }
         (None, Some(dir)) => {
             let store = Store::open(StoreConfig::new(dir))?;
@@ -378,7 +381,8 @@ fn import(a: ImportArgs) -> Result<()> {
     );
     for (kind, c) in &summary.per_kind {
         println!(
-            "  {kind:<10} {:>6} files {:>10} events {:>10.1} MB",
+            "  {:<10} {:>6} files {:>10} events {:>10.1} MB",
+            kind.as_str(),
             c.files,
             c.events,
             c.bytes as f64 / 1e6

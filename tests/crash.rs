@@ -13,7 +13,12 @@ const LINES: usize = 300;
 
 fn batch(k: u64) -> Vec<u8> {
     (0..LINES)
-        .map(|i| format!("2024-05-01T12:00:00Z crash-test batch={k} line={i} {}\n", "x".repeat(i % 97)))
+        .map(|i| {
+            format!(
+                "2024-05-01T12:00:00Z crash-test batch={k} line={i} {}\n",
+                "x".repeat(i % 97)
+            )
+        })
         .collect::<String>()
         .into_bytes()
 }
@@ -59,7 +64,10 @@ fn acknowledged_batches_survive_sigkill_and_none_is_partial() {
         for w in writers {
             w.join().unwrap();
         }
-        assert!(!acked.lock().unwrap().is_empty(), "round {round}: nothing was acknowledged");
+        assert!(
+            !acked.lock().unwrap().is_empty(),
+            "round {round}: nothing was acknowledged"
+        );
     }
     let server = Server::start(dir.path(), &[]);
     let rows = query(
@@ -68,11 +76,20 @@ fn acknowledged_batches_survive_sigkill_and_none_is_partial() {
     );
     let counts: BTreeMap<u64, i64> = rows
         .iter()
-        .map(|r| (r["b"].as_str().unwrap().parse().unwrap(), r["n"].as_i64().unwrap()))
+        .map(|r| {
+            (
+                r["b"].as_str().unwrap().parse().unwrap(),
+                r["n"].as_i64().unwrap(),
+            )
+        })
         .collect();
     let acked = acked.lock().unwrap();
     for k in acked.iter() {
-        assert_eq!(counts.get(k), Some(&(LINES as i64)), "acknowledged batch {k} is not complete");
+        assert_eq!(
+            counts.get(k),
+            Some(&(LINES as i64)),
+            "acknowledged batch {k} is not complete"
+        );
     }
     for (k, n) in &counts {
         assert_eq!(*n, LINES as i64, "batch {k} is partial or duplicated");
@@ -84,6 +101,9 @@ fn acknowledged_batches_survive_sigkill_and_none_is_partial() {
 }
 
 fn reqwest_text(url: &str) -> String {
-    let out = std::process::Command::new("curl").args(["-sf", url]).output().unwrap();
+    let out = std::process::Command::new("curl")
+        .args(["-sf", url])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

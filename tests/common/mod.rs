@@ -14,7 +14,11 @@ pub fn quarry() -> Command {
 
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running `quarry server`; killed (SIGKILL) when dropped.
@@ -40,7 +44,10 @@ impl Server {
         let client = quarry_transport::Client::new(&url).unwrap();
         let started = Instant::now();
         while !client.healthy() {
-            assert!(started.elapsed() < Duration::from_secs(60), "server did not become healthy");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "server did not become healthy"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Server { child, url }

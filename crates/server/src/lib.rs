@@ -6,6 +6,7 @@
 //!   gzip-compressed, with the source descriptor and retry identity in the query string (see
 //!   `quarry_transport`). Answers once the batch is in the fsynced WAL.
 //! - `POST /api/v1/query`: a Logs Insights query over a time range; errors name line and column.
+//! - `POST /api/v1/commit`: waits until everything acknowledged is searchable (importers call it at the end).
 //! - `GET /api/v1/stats`: store counters and sizes as JSON.
 //! - `GET /metrics`: Prometheus text format.
 //!
@@ -75,6 +76,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/ingest", post(ingest))
         .route("/api/v1/query", post(query))
         .route("/api/v1/stats", get(stats))
+        .route("/api/v1/commit", post(commit))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -123,6 +125,15 @@ async fn stats(State(st): State<Arc<AppState>>) -> Response {
     let store = st.store.clone();
     match tokio::task::spawn_blocking(move || store.stats()).await {
         Ok(s) => Json(s).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn commit(State(st): State<Arc<AppState>>) -> Response {
+    let store = st.store.clone();
+    match tokio::task::spawn_blocking(move || store.commit().map(|_| store.stats())).await {
+        Ok(Ok(s)) => Json(s).into_response(),
+        Ok(Err(e)) => store_error(e),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

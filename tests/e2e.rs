@@ -1,0 +1,352 @@
+//! End to end: a real server, the shared data imported through the CLI, queries over HTTP and the CLI,
+//! and the API's answers to bad requests.
+
+mod common;
+
+use common::{quarry, query, Server};
+use quarry_transport::IngestParams;
+use std::io::Write;
+use std::process::Stdio;
+
+const DATA: &str = "../shared/data";
+
+fn post(url: &str, headers: &[&str], body: &[u8]) -> (u16, String) {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args([
+        "-s",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        "POST",
+        "--data-binary",
+        "@-",
+    ]);
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    let mut child = cmd
+        .arg(url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), body.to_string())
+}
+
+#[test]
+fn import_shared_data_and_hunt_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--commit-interval", "200ms"]);
+    let url = server.url.clone();
+
+    // Import everything in the shared data folder through the CLI.
+    let out = quarry()
+        .args(["import", "--server", &url, "--cluster", "shared"])
+        .arg(DATA)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "import failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("imported") && stdout.contains("audit"),
+        "{stdout}"
+    );
+    // Importing again stores nothing new.
+    let again = quarry()
+        .args(["import", "--server", &url, "--cluster", "shared"])
+        .arg(DATA)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("already stored"),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    std::thread::sleep(std::time::Duration::from_millis(600));
+
+    // The AWS documentation's example queries, unchanged.
+    let rows = query(
+        &url,
+        r#"filter objectRef.resource="clusterrolebindings" and verb in ["create","update","patch","delete"]"#,
+    );
+    assert!(!rows.is_empty());
+    assert!(rows.iter().all(|r| r["@message"]
+        .as_str()
+        .unwrap()
+        .contains("clusterrolebindings")));
+    let rows = query(
+        &url,
+        r#"fields @timestamp, @message, sourceIPs.0 | filter user.username="system:anonymous" and responseStatus.code in ["401","403"]"#,
+    );
+    for r in &rows {
+        assert!(r["@message"].as_str().unwrap().contains("system:anonymous"));
+    }
+    let rows = query(&url, "stats sum(packets) as packetsTransferred by srcAddr, dstAddr | sort packetsTransferred desc | limit 15");
+    assert!(!rows.is_empty() && rows.len() <= 15);
+    let p: Vec<i64> = rows
+        .iter()
+        .map(|r| r["packetsTransferred"].as_i64().unwrap())
+        .collect();
+    assert!(p.windows(2).all(|w| w[0] >= w[1]), "{p:?}");
+    let rows = query(
+        &url,
+        r#"filter action="REJECT" | stats count(*) as numRejections by srcAddr | sort numRejections desc | limit 20"#,
+    );
+    assert!(!rows.is_empty());
+
+    // Every loghub line is there.
+    let rows = query(
+        &url,
+        r#"filter kubernetes.cluster = "shared" | stats count(*) as n"#,
+    );
+    assert!(rows[0]["n"].as_i64().unwrap() > 32_000, "{rows:?}");
+    let rows = query(
+        &url,
+        r#"search "LabSZ" | filter @source = "syslog" | stats count(*) as n"#,
+    );
+    assert_eq!(rows[0]["n"].as_i64().unwrap(), 2000);
+
+    // The CLI prints one JSON array of row objects.
+    let out = quarry()
+        .args([
+            "query",
+            "--server",
+            &url,
+            "--format",
+            "json",
+            "stats count(*) as n by @source | sort n desc",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let arr = v.as_array().unwrap();
+    assert!(
+        arr.iter().any(|r| r["@source"] == "audit")
+            && arr.iter().any(|r| r["@source"] == "vpcflow")
+    );
+
+    // The CLI can read the data directory while the server runs (what is committed).
+    let out = quarry()
+        .args(["query", "--data-dir"])
+        .arg(dir.path())
+        .args([
+            "--format",
+            "csv",
+            r#"filter @source = "cloudtrail" | stats count(*) as n"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        csv.lines().next() == Some("n")
+            && csv.lines().nth(1).unwrap().parse::<u64>().unwrap() >= 300,
+        "{csv}"
+    );
+
+    // A query error names line and column, over HTTP and in the CLI.
+    let (code, body) = post(
+        &format!("{url}/api/v1/query"),
+        &[],
+        br#"{"query": "filter verb =\n| limit 5"}"#,
+    );
+    assert_eq!(code, 400);
+    let e: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (e["line"].as_u64(), e["column"].as_u64()),
+        (Some(2), Some(1)),
+        "{body}"
+    );
+    let out = quarry()
+        .args(["query", "--server", &url, "stats count(*) by"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 1, column"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.stop();
+}
+
+#[test]
+fn ingest_api_answers_and_refuses_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--commit-interval", "100ms"]);
+    let url = server.url.clone();
+    let ingest = format!("{url}/api/v1/ingest");
+    let lines = b"2024-05-01T12:00:00Z one\n2024-05-01T12:00:01Z two\nthree\n";
+
+    // Plain, gzip and zstd bodies.
+    let (code, body) = post(&format!("{ingest}?kind=text&namespace=ns1"), &[], lines);
+    assert_eq!(code, 200, "{body}");
+    let r: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(r["events"], 3);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(lines).unwrap();
+    let (code, body) = post(
+        &format!("{ingest}?kind=text"),
+        &["Content-Encoding: gzip"],
+        &gz.finish().unwrap(),
+    );
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = post(
+        &format!("{ingest}?kind=text"),
+        &["Content-Encoding: zstd"],
+        &zstd::bulk::compress(lines, 3).unwrap(),
+    );
+    assert_eq!(code, 200, "{body}");
+
+    // Malformed JSON lines are kept as raw text with a parse-error flag and counted.
+    let (code, body) = post(
+        &format!("{ingest}?kind=json&format=json"),
+        &[],
+        b"{\"a\": 1}\n{not json\n{\"a\": 2}\n",
+    );
+    assert_eq!(code, 200, "{body}");
+    let r: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (r["events"].as_u64(), r["parse_errors"].as_u64()),
+        (Some(3), Some(1))
+    );
+
+    // A retried batch is stored once (by batch id, and by source sequence).
+    let client = server.client();
+    let params = IngestParams {
+        kind: Some(quarry_model::Kind::Text),
+        batch_id: Some("retry-1".into()),
+        ..IngestParams::default()
+    };
+    assert!(!client.ingest(&params, b"retried line\n").unwrap().duplicate);
+    assert!(client.ingest(&params, b"retried line\n").unwrap().duplicate);
+    let seq = |n| IngestParams {
+        kind: Some(quarry_model::Kind::Text),
+        source_id: Some("node-1:/var/log/x".into()),
+        seq: Some(n),
+        ..IngestParams::default()
+    };
+    assert!(
+        !client
+            .ingest(&seq(7), b"sequenced line\n")
+            .unwrap()
+            .duplicate
+    );
+    assert!(
+        client
+            .ingest(&seq(7), b"sequenced line\n")
+            .unwrap()
+            .duplicate
+    );
+    assert!(
+        !client
+            .ingest(&seq(8), b"sequenced line\n")
+            .unwrap()
+            .duplicate
+    );
+
+    // Bad requests get a 4xx with a message.
+    for (q, headers, body, want, says) in [
+        (
+            "?kind=nginx",
+            vec![],
+            &b"x\n"[..],
+            400,
+            "unknown variant `nginx`",
+        ),
+        ("?format=apache", vec![], &b"x\n"[..], 400, "format"),
+        (
+            "?seq=minus-one",
+            vec![],
+            &b"x\n"[..],
+            400,
+            "bad ingest parameters",
+        ),
+        (
+            "",
+            vec!["Content-Encoding: br"],
+            &b"x\n"[..],
+            415,
+            "Content-Encoding",
+        ),
+        (
+            "",
+            vec!["Content-Encoding: zstd"],
+            &b"definitely not zstd"[..],
+            400,
+            "decompress",
+        ),
+        (
+            "?format=quarry",
+            vec![],
+            &b"{\"ts\": 1}\n"[..],
+            400,
+            "line 1",
+        ),
+    ] {
+        let (code, body) = post(&format!("{ingest}{q}"), &headers, body);
+        assert_eq!(code, want, "{q} {headers:?}: {body}");
+        assert!(body.contains(says), "{q}: {body}");
+    }
+    let (code, body) = post(&format!("{url}/api/v1/query"), &[], b"not json");
+    assert_eq!(code, 400);
+    assert!(body.contains("expected JSON"), "{body}");
+    let (code, _) = post(&format!("{url}/api/v1/nothing"), &[], b"");
+    assert_eq!(code, 404);
+
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let rows = query(&url, "stats count(*) as n");
+    assert_eq!(rows[0]["n"], 3 + 3 + 3 + 3 + 1 + 2);
+    let rows = query(
+        &url,
+        r#"filter kubernetes.namespace = "ns1" | fields @message | sort @message asc"#,
+    );
+    let msgs: Vec<&str> = rows
+        .iter()
+        .map(|r| r["@message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        msgs,
+        [
+            "2024-05-01T12:00:00Z one",
+            "2024-05-01T12:00:01Z two",
+            "three"
+        ]
+    );
+    let rows = query(
+        &url,
+        "filter ispresent(@parseError) | fields @message, @parseError",
+    );
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["@message"], "{not json");
+
+    let metrics = std::process::Command::new("curl")
+        .args(["-sf", &format!("{url}/metrics")])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics.contains("quarry_ingest_duplicate_batches_total 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("quarry_ingest_parse_errors_total 1"),
+        "{metrics}"
+    );
+    server.stop();
+}
