@@ -20,6 +20,7 @@ use quarry_store::schema::{column_name, field_term, types, MAX_FIELD_STR, TS};
 use quarry_store::{Store, StoreError};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 use tantivy::columnar::{Column, DynamicColumn};
@@ -271,7 +272,7 @@ struct Seg<'a> {
     universe: Bits,
     /// Candidates after the plan.
     hits: Bits,
-    columns: RefCell<HashMap<String, Arc<PathColumns>>>,
+    columns: RefCell<HashMap<String, Rc<PathColumns>>>,
 }
 
 /// The fast columns (one per value type) of a field path, with the strings of its dictionary decoded
@@ -337,7 +338,7 @@ impl<'a> Seg<'a> {
     }
 
     /// The fast columns of a field path.
-    fn columns(&self, path: &str) -> Result<Arc<PathColumns>, RunError> {
+    fn columns(&self, path: &str) -> Result<Rc<PathColumns>, RunError> {
         if let Some(c) = self.columns.borrow().get(path) {
             return Ok(c.clone());
         }
@@ -345,7 +346,7 @@ impl<'a> Seg<'a> {
             .reader
             .fast_fields()
             .dynamic_column_handles(&column_name(path))?;
-        let cols = Arc::new(PathColumns {
+        let cols = Rc::new(PathColumns {
             cols: handles
                 .iter()
                 .map(|h| h.open())

@@ -98,8 +98,8 @@ fn fixture() -> Fixture {
             Format::Container,
             Source {
                 kind: Kind::Container,
-                pod: Some(parts[0].into()),
-                namespace: parts.get(1).map(|s| s.to_string()),
+                namespace: Some(parts[0].into()),
+                pod: parts.get(1).map(|s| s.to_string()),
                 container: parts.get(2).map(|s| s.to_string()),
                 ..Source::default()
             },
@@ -125,7 +125,7 @@ fn fixture() -> Fixture {
     for (i, (data, format, source)) in inputs.iter().enumerate() {
         let mut d = Decoder::new(*format);
         let mut events = Vec::new();
-        d.feed(&data, now, &mut events);
+        d.feed(data, now, &mut events);
         d.finish(now, &mut events);
         rows.extend(events.iter().map(|e| row(source, e)));
         let key = BatchKey {
@@ -169,7 +169,7 @@ const QUERIES: &[&str] = &[
     r#"filter protocol = "6" or action = "ACCEPT" | stats count(*) as n"#,
     r#"filter ispresent(@parseError) | fields @message"#,
     r#"filter user.username like /system:serviceaccount/ | stats count_distinct(user.username) as users"#,
-    r#"filter kubernetes.namespace = "base" | stats count(*) as n by kubernetes.pod, stream"#,
+    r#"filter kubernetes.namespace = "core" | stats count(*) as n by kubernetes.pod, stream"#,
     r#"filter responseStatus.code >= 400 | stats count(*) as n by responseStatus.code | sort n desc"#,
     r#"filter not (verb = "get") and ispresent(verb) | stats count(*) as n by verb | sort verb asc"#,
     r#"filter isIpInSubnet(srcAddr, "10.0.0.0/8") | stats sum(bytes) as b by dstAddr | sort b desc, dstAddr asc | limit 5"#,

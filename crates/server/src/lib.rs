@@ -98,15 +98,24 @@ pub async fn serve(
         .await
 }
 
-fn error(status: StatusCode, message: String) -> Response {
-    (
-        status,
-        Json(ApiError {
-            error: message,
-            ..ApiError::default()
-        }),
-    )
-        .into_response()
+/// An error answer: a status and a message, sent as `{"error": message}`.
+struct HttpError(StatusCode, String);
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        (
+            self.0,
+            Json(ApiError {
+                error: self.1,
+                ..ApiError::default()
+            }),
+        )
+            .into_response()
+    }
+}
+
+fn error(status: StatusCode, message: String) -> HttpError {
+    HttpError(status, message)
 }
 
 async fn healthz(State(st): State<Arc<AppState>>) -> Response {
@@ -121,30 +130,38 @@ async fn healthz(State(st): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn stats(State(st): State<Arc<AppState>>) -> Response {
-    let store = st.store.clone();
-    match tokio::task::spawn_blocking(move || store.stats()).await {
-        Ok(s) => Json(s).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
+/// Runs blocking work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, HttpError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("task failed: {e}"),
+        )
+    })
 }
 
-async fn commit(State(st): State<Arc<AppState>>) -> Response {
+async fn stats(State(st): State<Arc<AppState>>) -> Result<Response, HttpError> {
     let store = st.store.clone();
-    match tokio::task::spawn_blocking(move || store.commit().map(|_| store.stats())).await {
-        Ok(Ok(s)) => Json(s).into_response(),
-        Ok(Err(e)) => store_error(e),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
+    Ok(Json(blocking(move || store.stats()).await?).into_response())
+}
+
+async fn commit(State(st): State<Arc<AppState>>) -> Result<Response, HttpError> {
+    let store = st.store.clone();
+    let stats = blocking(move || store.commit().map(|_| store.stats()))
+        .await?
+        .map_err(store_error)?;
+    Ok(Json(stats).into_response())
 }
 
 /// Decompresses a body by its `Content-Encoding`, within [`MAX_DECODED_BYTES`].
-fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, Response> {
+fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, HttpError> {
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
         .unwrap_or_default();
-    let limited = |r: &mut dyn Read| -> Result<Vec<u8>, Response> {
+    let limited = |r: &mut dyn Read| -> Result<Vec<u8>, HttpError> {
         let mut out = Vec::new();
         r.take(MAX_DECODED_BYTES as u64 + 1)
             .read_to_end(&mut out)
@@ -206,48 +223,43 @@ async fn ingest(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Result<Response, HttpError> {
     st.metrics.ingest_requests.fetch_add(1, Ordering::Relaxed);
-    let reject = |st: &AppState, r: Response| {
+    let result = ingest_batch(&st, q, &headers, &body).await;
+    if result.is_err() {
         st.metrics.ingest_rejected.fetch_add(1, Ordering::Relaxed);
-        r
-    };
-    let params: IngestParams = match serde_urlencoded::from_str(q.as_deref().unwrap_or("")) {
-        Ok(p) => p,
-        Err(e) => {
-            return reject(
-                &st,
-                error(
-                    StatusCode::BAD_REQUEST,
-                    format!("bad ingest parameters: {e}"),
-                ),
+    }
+    result
+}
+
+async fn ingest_batch(
+    st: &AppState,
+    q: Option<String>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, HttpError> {
+    let params: IngestParams =
+        serde_urlencoded::from_str(q.as_deref().unwrap_or("")).map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("bad ingest parameters: {e}"),
             )
-        }
-    };
+        })?;
     let format_name = params.format.clone().unwrap_or_else(|| "auto".into());
     let native = format_name == NATIVE_FORMAT;
     let format = if native {
         Format::Auto
     } else {
-        match format_name.parse::<Format>() {
-            Ok(f) => f,
-            Err(e) => {
-                return reject(
-                    &st,
-                    error(StatusCode::BAD_REQUEST, format!("{e} (or {NATIVE_FORMAT})")),
-                )
-            }
-        }
+        format_name
+            .parse::<Format>()
+            .map_err(|e| error(StatusCode::BAD_REQUEST, format!("{e} (or {NATIVE_FORMAT})")))?
     };
-    let body = match decode_body(&headers, &body) {
-        Ok(b) => b,
-        Err(r) => return reject(&st, r),
-    };
+    let body = decode_body(headers, body)?;
     st.metrics
         .ingest_bytes
         .fetch_add(body.len() as u64, Ordering::Relaxed);
     let store = st.store.clone();
-    let job = tokio::task::spawn_blocking(move || -> Result<IngestResponse, Response> {
+    let response = blocking(move || -> Result<IngestResponse, HttpError> {
         let now = quarry_model::time::now_nanos();
         let (events, used) = if native {
             native_events(&body).map_err(|e| {
@@ -279,18 +291,12 @@ async fn ingest(
             format: used.as_str().to_string(),
             kind,
         })
-    });
-    match job.await {
-        Ok(Ok(r)) => Json(r).into_response(),
-        Ok(Err(r)) => reject(&st, r),
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("ingest task failed: {e}"),
-        ),
-    }
+    })
+    .await??;
+    Ok(Json(response).into_response())
 }
 
-fn store_error(e: StoreError) -> Response {
+fn store_error(e: StoreError) -> HttpError {
     match e {
         StoreError::Wal(WalError::TooLarge(n)) => error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -303,66 +309,56 @@ fn store_error(e: StoreError) -> Response {
     }
 }
 
-async fn query(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
+async fn query(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Response, HttpError> {
     st.metrics.queries.fetch_add(1, Ordering::Relaxed);
-    let req: QueryRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            st.metrics.query_errors.fetch_add(1, Ordering::Relaxed);
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("bad query request: {e}; expected JSON such as {{\"query\": \"stats count(*)\", \"since\": \"1h\"}}"),
-            );
-        }
-    };
+    let started = Instant::now();
+    let result = run_query_request(&body, st.store.clone()).await;
+    st.metrics
+        .query_micros
+        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    if result.is_err() {
+        st.metrics.query_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    result
+}
+
+async fn run_query_request(body: &[u8], store: Store) -> Result<Response, HttpError> {
+    let req: QueryRequest = serde_json::from_slice(body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("bad query request: {e}; expected JSON such as {{\"query\": \"stats count(*)\", \"since\": \"1h\"}}"),
+        )
+    })?;
     let now = quarry_model::time::now_nanos();
-    let (from, to) = match parse_time_range(
+    let (from, to) = parse_time_range(
         req.since.as_deref(),
         req.from.as_deref(),
         req.to.as_deref(),
         now,
-    ) {
-        Ok(r) => r,
-        Err(e) => {
-            st.metrics.query_errors.fetch_add(1, Ordering::Relaxed);
-            return error(StatusCode::BAD_REQUEST, e.to_string());
-        }
-    };
-    let store = st.store.clone();
+    )
+    .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
     let opts = RunOptions {
         from,
         to,
         now_ns: Some(now),
         ..RunOptions::default()
     };
-    let started = Instant::now();
-    let result = tokio::task::spawn_blocking(move || run(&store, &req.query, &opts)).await;
-    st.metrics
-        .query_micros
-        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-    let out = match result {
-        Ok(Ok(out)) => out,
-        Ok(Err(e)) => {
-            st.metrics.query_errors.fetch_add(1, Ordering::Relaxed);
-            return match e {
-                RunError::Query(q) => (
-                    StatusCode::BAD_REQUEST,
-                    Json(ApiError {
-                        error: q.to_string(),
-                        line: Some(q.line),
-                        column: Some(q.column),
-                    }),
-                )
-                    .into_response(),
-                RunError::Exec(x) => error(StatusCode::BAD_REQUEST, x.to_string()),
-                RunError::Store(s) => error(StatusCode::INTERNAL_SERVER_ERROR, s.to_string()),
-            };
-        }
-        Err(e) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("query task failed: {e}"),
+    let out = match blocking(move || run(&store, &req.query, &opts)).await? {
+        Ok(out) => out,
+        Err(RunError::Query(q)) => {
+            return Ok((
+                StatusCode::BAD_REQUEST,
+                Json(ApiError {
+                    error: q.to_string(),
+                    line: Some(q.line),
+                    column: Some(q.column),
+                }),
             )
+                .into_response())
+        }
+        Err(RunError::Exec(x)) => return Err(error(StatusCode::BAD_REQUEST, x.to_string())),
+        Err(RunError::Store(s)) => {
+            return Err(error(StatusCode::INTERNAL_SERVER_ERROR, s.to_string()))
         }
     };
     let rows = match out.table.to_json() {
@@ -375,20 +371,17 @@ async fn query(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
             .collect(),
         _ => Vec::new(),
     };
-    Json(QueryResponse {
+    Ok(Json(QueryResponse {
         columns: out.table.columns,
         rows,
         stats: serde_json::to_value(&out.stats).unwrap_or_default(),
     })
-    .into_response()
+    .into_response())
 }
 
-async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+async fn metrics(State(st): State<Arc<AppState>>) -> Result<Response, HttpError> {
     let store = st.store.clone();
-    let s = match tokio::task::spawn_blocking(move || store.stats()).await {
-        Ok(s) => s,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    };
+    let s = blocking(move || store.stats()).await?;
     let m = &st.metrics;
     let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let mut out = String::new();
@@ -535,5 +528,5 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Response {
         "Seconds since the server started.",
         st.started.elapsed().as_secs_f64(),
     );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }

@@ -551,7 +551,9 @@ impl Inner {
     fn apply(&self, lsn: u64, prepared: Vec<Prepared>) -> Result<(), StoreError> {
         let mut by_part: BTreeMap<PartKey, (Vec<TantivyDocument>, Delta)> = BTreeMap::new();
         for p in prepared {
-            let (docs, delta) = by_part.entry(p.key).or_insert_with(|| (Vec::new(), Delta::new()));
+            let (docs, delta) = by_part
+                .entry(p.key)
+                .or_insert_with(|| (Vec::new(), Delta::new()));
             docs.extend(p.docs);
             delta.merge(p.delta);
         }

@@ -236,7 +236,7 @@ impl<T: Send + 'static> Wal<T> {
         let mut recovery = Recovery::default();
         let mut records = Vec::new();
         let files = list_files(dir)?;
-        let mut end = files.first().map(|f| f.0).unwrap_or(from_lsn).max(0);
+        let mut end = files.first().map(|f| f.0).unwrap_or(from_lsn);
         let mut broken = false;
         for (i, (start, path)) in files.iter().enumerate() {
             if broken {
@@ -650,7 +650,11 @@ mod tests {
         let mut lsns = Vec::new();
         for i in 0..5 {
             if let Appended::Stored(l) = wal
-                .append(key(&format!("b{i}"), "s", i), &[big.clone()], ())
+                .append(
+                    key(&format!("b{i}"), "s", i),
+                    std::slice::from_ref(&big),
+                    (),
+                )
                 .unwrap()
             {
                 lsns.push(l);

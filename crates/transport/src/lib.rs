@@ -224,6 +224,16 @@ impl Client {
         self.check(resp)?.json().map_err(|e| self.http_err(e))
     }
 
+    /// Waits until everything the server acknowledged is searchable.
+    pub fn commit(&self) -> Result<(), ClientError> {
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/commit", self.base))
+            .send()
+            .map_err(|e| self.http_err(e))?;
+        self.check(resp).map(|_| ())
+    }
+
     /// True when the server answers its health probe.
     pub fn healthy(&self) -> bool {
         self.http
@@ -231,5 +241,131 @@ impl Client {
             .timeout(Duration::from_secs(2))
             .send()
             .is_ok_and(|r| r.status().is_success())
+    }
+}
+
+/// The `format` of an ingest batch of records already read by a Quarry decoder (see [`NativeRecord`]).
+pub const NATIVE_FORMAT: &str = "quarry";
+
+/// One record of a batch in the native format: an event as a Quarry decoder produced it, so that the
+/// server stores exactly these records (it reads each one again with `quarry_parse::reparse`) instead of
+/// splitting the text into records itself. The body is one JSON object per line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NativeRecord {
+    /// Event time, UTC nanoseconds.
+    pub ts: i64,
+    /// The record's original text.
+    pub raw: String,
+    /// Name of the format that read it (`Event::format`).
+    pub format: String,
+    /// What the parser needs to read `raw` again (`Event::hint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// Why the record could not be parsed (`Event::parse_error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parse_error: Option<String>,
+}
+
+/// The borrowed form of [`NativeRecord`], written without copying the event.
+#[derive(Serialize)]
+struct NativeRecordRef<'a> {
+    ts: i64,
+    raw: &'a str,
+    format: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parse_error: Option<&'a str>,
+}
+
+/// Appends `events` to `out` in the native format, one JSON object per line.
+pub fn encode_native(events: &[quarry_model::Event], out: &mut Vec<u8>) {
+    for ev in events {
+        let rec = NativeRecordRef {
+            ts: ev.ts,
+            raw: &ev.raw,
+            format: ev.format,
+            hint: ev.hint.as_deref(),
+            parse_error: ev.parse_error.as_deref(),
+        };
+        // Writing plain strings and integers into a Vec cannot fail.
+        if serde_json::to_writer(&mut *out, &rec).is_ok() {
+            out.push(b'\n');
+        }
+    }
+}
+
+/// Reads a native-format body; blank lines are ignored. The error names the 1-based line that is not a
+/// record.
+pub fn decode_native(body: &[u8]) -> Result<Vec<NativeRecord>, String> {
+    let mut out = Vec::new();
+    for (i, line) in body.split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let rec = serde_json::from_slice::<NativeRecord>(line)
+            .map_err(|e| format!("line {}: not a native record: {e}", i + 1))?;
+        out.push(rec);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod native_tests {
+    use super::*;
+    use quarry_model::Event;
+
+    #[test]
+    fn round_trip() {
+        let mut a = Event::text(1_714_564_800_123_456_789, "plain \"quoted\" line\twith tab");
+        a.format = "syslog";
+        let mut b = Event::text(-5, "multi\nline ✓ \u{0}");
+        b.format = "vpcflow";
+        b.hint = Some("${version} ${srcaddr}".into());
+        b.parse_error = Some("bad field 3".into());
+        b.message = Some("not sent".into());
+        let mut body = Vec::new();
+        encode_native(&[a.clone(), b.clone()], &mut body);
+        assert_eq!(body.iter().filter(|&&c| c == b'\n').count(), 2);
+        let recs = decode_native(&body).unwrap();
+        assert_eq!(
+            recs,
+            vec![
+                NativeRecord {
+                    ts: a.ts,
+                    raw: a.raw.clone(),
+                    format: "syslog".into(),
+                    hint: None,
+                    parse_error: None,
+                },
+                NativeRecord {
+                    ts: -5,
+                    raw: b.raw.clone(),
+                    format: "vpcflow".into(),
+                    hint: b.hint.clone(),
+                    parse_error: b.parse_error.clone(),
+                },
+            ]
+        );
+        // CRLF and blank lines are tolerated
+        let crlf = String::from_utf8(body).unwrap().replace('\n', "\r\n\r\n");
+        assert_eq!(decode_native(crlf.as_bytes()).unwrap().len(), 2);
+        assert_eq!(decode_native(b"").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let body = b"{\"ts\":1,\"raw\":\"a\",\"format\":\"text\"}\n\n{\"ts\":2,\"raw\":\"b\"}\n";
+        let e = decode_native(body).unwrap_err();
+        assert!(e.starts_with("line 3:"), "{e}");
+        assert!(e.contains("format"), "{e}");
+        let e =
+            decode_native(b"{\"ts\":1,\"raw\":\"a\",\"format\":\"text\"}\nnot json").unwrap_err();
+        assert!(e.starts_with("line 2:"), "{e}");
+        let e = decode_native(b"{\"ts\":\"x\",\"raw\":\"a\",\"format\":\"text\"}").unwrap_err();
+        assert!(e.starts_with("line 1:"), "{e}");
+        let e = decode_native(b"\xff\xfe").unwrap_err();
+        assert!(e.starts_with("line 1:"), "{e}");
     }
 }
