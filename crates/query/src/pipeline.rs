@@ -1,7 +1,7 @@
 //! Runs a query's commands over rows pushed one at a time (newest first), and the [`Table`] it
 //! produces with its JSON, CSV and terminal renderings.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use quarry_model::Value;
@@ -459,20 +459,30 @@ struct StatsStage {
     keys: Vec<(Name, CExpr)>,
     items: Vec<(Name, CExpr)>,
     specs: Vec<AggSpec>,
-    index: HashMap<Vec<KeyVal>, usize>,
+    index: rustc_hash::FxHashMap<Vec<KeyVal>, usize>,
     groups: Vec<Group>,
     bin_key: Option<usize>,
     needs_ts: bool,
     max_groups: usize,
+    /// Reused per row: the group key being looked up, and its values.
+    scratch: Vec<KeyVal>,
+    vals: Vec<Val>,
 }
 
 impl StatsStage {
     fn push(&mut self, env: &Env) -> Result<(), ExecError> {
-        let keys: Vec<Val> = self.keys.iter().map(|(_, e)| e.eval(env)).collect();
-        let kv: Vec<KeyVal> = keys.iter().map(KeyVal::of).collect();
-        let gi = match self.index.get(&kv) {
+        self.scratch.clear();
+        self.vals.clear();
+        for (_, e) in &self.keys {
+            let v = e.eval(env);
+            self.scratch.push(KeyVal::of(&v));
+            self.vals.push(v);
+        }
+        let gi = match self.index.get(self.scratch.as_slice()) {
             Some(i) => *i,
             None => {
+                let keys = std::mem::take(&mut self.vals);
+                let kv = self.scratch.clone();
                 if self.groups.len() >= self.max_groups {
                     return Err(ExecError::TooManyGroups {
                         limit: self.max_groups,
@@ -1041,11 +1051,13 @@ impl Pipeline {
                         keys,
                         items,
                         specs,
-                        index: HashMap::new(),
+                        index: Default::default(),
                         groups: Vec::new(),
                         bin_key,
                         needs_ts,
                         max_groups: opts.max_groups,
+                        scratch: Vec::new(),
+                        vals: Vec::new(),
                     })
                 }
             };

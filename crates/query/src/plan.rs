@@ -83,8 +83,8 @@ impl Plan {
                 _ => break,
             }
         }
+        // With no filter at all, `And([])` keeps every event and is exact.
         plan.push = match parts.len() {
-            0 => Push::All,
             1 => parts.pop().unwrap_or(Push::All),
             _ => Push::And(parts),
         };

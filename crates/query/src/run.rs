@@ -136,14 +136,20 @@ pub fn run(store: &Store, text: &str, opts: &RunOptions) -> Result<RunOutput, Ru
         for (ord, reader) in view.searcher.segment_readers().iter().enumerate() {
             let seg = Seg::new(view, ord as u32, reader, opts.from, opts.to)?;
             stats.events_in_range += seg.universe.count();
-            let (mut hits, _) = seg.eval(&plan.push, &plan.leaves, now)?;
+            let (mut hits, exact) = seg.eval(&plan.push, &plan.leaves, now)?;
             hits.and(&seg.universe);
             stats.candidates += hits.count();
-            segs.push(Seg { hits, ..seg });
+            segs.push(Seg { hits, exact, ..seg });
         }
     }
     stats.segments = segs.len();
 
+    if let Some(table) = count_fast_path(&order, &segs, &views, now, opts)? {
+        stats.mode = "columnar counts";
+        stats.rows_read = 0;
+        stats.elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
+        return Ok(RunOutput { table, stats });
+    }
     let mut feeder = Feeder {
         pipeline: &mut pipeline,
         blocks: HashMap::new(),
@@ -212,6 +218,20 @@ impl Bits {
         }
     }
 
+    fn full(len: u32) -> Bits {
+        let mut words = vec![u64::MAX; (len as usize).div_ceil(64)];
+        if len % 64 != 0 {
+            if let Some(last) = words.last_mut() {
+                *last = (1u64 << (len % 64)) - 1;
+            }
+        }
+        Bits { words, len }
+    }
+
+    fn unset(&mut self, i: DocId) {
+        self.words[(i / 64) as usize] &= !(1 << (i % 64));
+    }
+
     fn set(&mut self, i: DocId) {
         self.words[(i / 64) as usize] |= 1 << (i % 64);
     }
@@ -272,6 +292,8 @@ struct Seg<'a> {
     universe: Bits,
     /// Candidates after the plan.
     hits: Bits,
+    /// True when `hits` are exactly the events the leading filters keep.
+    exact: bool,
     columns: RefCell<HashMap<String, Rc<PathColumns>>>,
 }
 
@@ -283,6 +305,38 @@ struct PathColumns {
 }
 
 impl PathColumns {
+    /// The strings of many ordinals of string column `ci`: one pass over the dictionary when there are
+    /// many (a lookup by ordinal decodes a whole dictionary block each time).
+    fn strings_of(&self, ci: usize, ords: &mut Vec<u64>) -> Result<HashMap<u64, String>, RunError> {
+        let mut out = HashMap::with_capacity(ords.len());
+        let Some(DynamicColumn::Str(sc)) = self.cols.get(ci) else {
+            return Ok(out);
+        };
+        ords.sort_unstable();
+        ords.dedup();
+        if ords.len() < 64 {
+            for &ord in ords.iter() {
+                let mut s = String::new();
+                if sc.ord_to_str(ord, &mut s)? {
+                    out.insert(ord, s);
+                }
+            }
+            return Ok(out);
+        }
+        let mut stream = sc.dictionary().stream()?;
+        let mut want = ords.iter().peekable();
+        while let Some(&&ord) = want.peek() {
+            if !stream.advance() {
+                break;
+            }
+            if stream.term_ord() == ord {
+                out.insert(ord, String::from_utf8_lossy(stream.key()).into_owned());
+                want.next();
+            }
+        }
+        Ok(out)
+    }
+
     fn value(&self, doc: DocId) -> Option<Value> {
         for c in &self.cols {
             if let DynamicColumn::Str(sc) = c {
@@ -314,20 +368,30 @@ impl<'a> Seg<'a> {
         to: i64,
     ) -> Result<Self, RunError> {
         let ts = reader.fast_fields().i64(TS)?;
-        let mut universe = Bits::empty(reader.max_doc());
-        for doc in 0..reader.max_doc() {
-            if let Some(t) = ts.first(doc) {
-                if t >= from && t < to {
-                    universe.set(doc);
+        let max_doc = reader.max_doc();
+        let universe = if view.meta.min_ts >= from && view.meta.max_ts < to {
+            // The whole partition is in range: every document but the block documents.
+            let mut all = Bits::full(max_doc);
+            for &b in block_starts(reader, &view.fields)?.iter() {
+                all.unset(b);
+            }
+            all
+        } else {
+            let mut some = Bits::empty(max_doc);
+            for doc in 0..max_doc {
+                if ts.first(doc).is_some_and(|t| t >= from && t < to) {
+                    some.set(doc);
                 }
             }
-        }
+            some
+        };
         Ok(Seg {
             view,
             ord,
             reader,
             ts,
             hits: Bits::empty(0),
+            exact: false,
             universe,
             columns: RefCell::new(HashMap::new()),
         })
@@ -849,4 +913,239 @@ impl Feeder<'_, '_> {
         }
         Ok(())
     }
+}
+
+/// A group key of the counting fast path, per document.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum KeyCode {
+    Null,
+    Ord(u16, u64),
+    Int(i64),
+    Float(u64),
+    Bool(bool),
+    Time(i64),
+}
+
+/// What a `by` key of the counting fast path reads.
+enum CountKey {
+    Bin(crate::ast::Period),
+    Field(String),
+    Source,
+}
+
+/// `[filters |] stats count(*) [as n] by <bin(period) | field> ... [| sort ...] [| limit n]`, with the
+/// filters answered exactly by the index and the keys in the columns: counted per segment straight from
+/// the columns into a hash map, without building rows. Other queries return `None`.
+fn count_fast_path(
+    order: &Query,
+    segs: &[Seg<'_>],
+    views: &[PartView],
+    now: i64,
+    opts: &RunOptions,
+) -> Result<Option<Table>, RunError> {
+    use crate::ast::{AggFunc, ExprKind, FieldsCommand, Function, Projection};
+    let Some(i) = order
+        .commands
+        .iter()
+        .position(|c| !matches!(c, Command::Filter(_)))
+    else {
+        return Ok(None);
+    };
+    let Command::Stats(st) = &order.commands[i] else {
+        return Ok(None);
+    };
+    let rest = &order.commands[i + 1..];
+    if !rest
+        .iter()
+        .all(|c| matches!(c, Command::Sort(_) | Command::Limit(_)))
+        || segs.iter().any(|s| !s.exact)
+    {
+        return Ok(None);
+    }
+    let counts_only = st.items.iter().all(|p| {
+        matches!(
+            p.expr.kind,
+            ExprKind::Agg {
+                func: AggFunc::Count,
+                arg: None
+            }
+        )
+    });
+    if !counts_only || st.by.is_empty() || st.by.len() > 3 {
+        return Ok(None);
+    }
+    let mut keys = Vec::new();
+    for p in &st.by {
+        keys.push(match &p.expr.kind {
+            ExprKind::Call {
+                func: Function::Bin,
+                args,
+            } => match args.first().map(|a| &a.kind) {
+                Some(ExprKind::Period(period)) => CountKey::Bin(*period),
+                _ => return Ok(None),
+            },
+            ExprKind::Field(f) if f == "@source" => CountKey::Source,
+            ExprKind::Field(f) if !is_builtin(f) => {
+                if views
+                    .iter()
+                    .any(|v| v.meta.paths.get(f).is_some_and(|p| p.long))
+                {
+                    return Ok(None);
+                }
+                CountKey::Field(f.clone())
+            }
+            _ => return Ok(None),
+        });
+    }
+    // Count per segment, then merge the groups by their values.
+    let mut merged: HashMap<Vec<crate::eval::KeyVal>, (Vec<Value>, i64)> = HashMap::new();
+    let mut group_order: Vec<Vec<crate::eval::KeyVal>> = Vec::new();
+    for seg in segs {
+        let cols: Vec<Option<Rc<PathColumns>>> = keys
+            .iter()
+            .map(|k| match k {
+                CountKey::Field(p) => seg.columns(p).map(Some),
+                _ => Ok(None),
+            })
+            .collect::<Result<_, _>>()?;
+        // Mixed numeric columns would make 5 and 5.0 two groups where the pipeline has one.
+        if cols
+            .iter()
+            .flatten()
+            .any(|c| c.cols.iter().filter(|c| c.is_numerical()).count() > 1)
+        {
+            return Ok(None);
+        }
+        let mut counts: rustc_hash::FxHashMap<[KeyCode; 3], i64> = Default::default();
+        for doc in seg.hits.iter() {
+            let mut key = [KeyCode::Null; 3];
+            for (k, (spec, col)) in keys.iter().zip(&cols).enumerate() {
+                key[k] = match spec {
+                    CountKey::Bin(p) => seg
+                        .ts
+                        .first(doc)
+                        .and_then(|t| p.floor(t))
+                        .map_or(KeyCode::Null, KeyCode::Time),
+                    CountKey::Source => KeyCode::Null,
+                    CountKey::Field(_) => col.as_ref().map_or(KeyCode::Null, |c| key_code(c, doc)),
+                };
+            }
+            *counts.entry(key).or_insert(0) += 1;
+        }
+        let mut strings: Vec<HashMap<u64, String>> = Vec::with_capacity(keys.len());
+        for (k, col) in cols.iter().enumerate() {
+            let mut by_col: HashMap<u16, Vec<u64>> = HashMap::new();
+            for key in counts.keys() {
+                if let KeyCode::Ord(ci, ord) = key[k] {
+                    by_col.entry(ci).or_default().push(ord);
+                }
+            }
+            let mut found = HashMap::new();
+            if let Some(c) = col {
+                for (ci, mut ords) in by_col {
+                    found.extend(c.strings_of(ci as usize, &mut ords)?);
+                }
+            }
+            strings.push(found);
+        }
+        for (key, n) in counts {
+            let mut values = Vec::with_capacity(keys.len());
+            for (k, spec) in keys.iter().enumerate() {
+                values.push(match (spec, key[k]) {
+                    (CountKey::Source, _) => Value::Str(seg.kind().as_str().to_string()),
+                    (_, KeyCode::Time(t)) => Value::Str(crate::format_timestamp(t)),
+                    (_, KeyCode::Ord(_, ord)) => strings[k]
+                        .get(&ord)
+                        .cloned()
+                        .map_or(Value::Null, Value::Str),
+                    (_, KeyCode::Int(v)) => Value::Int(v),
+                    (_, KeyCode::Float(b)) => Value::Float(f64::from_bits(b)),
+                    (_, KeyCode::Bool(b)) => Value::Bool(b),
+                    (_, KeyCode::Null) => Value::Null,
+                });
+            }
+            let kv: Vec<crate::eval::KeyVal> = values
+                .iter()
+                .map(|v| crate::eval::KeyVal::of(&Val::from_value("", v.clone())))
+                .collect();
+            match merged.get_mut(&kv) {
+                Some(g) => g.1 += n,
+                None => {
+                    group_order.push(kv.clone());
+                    merged.insert(kv, (values, n));
+                }
+            }
+        }
+    }
+    // Rows as the pipeline's stats would give them (newest bin first), through the rest of the query.
+    let bin_at = keys.iter().position(|k| matches!(k, CountKey::Bin(_)));
+    let mut groups: Vec<(Vec<Value>, i64)> = group_order
+        .into_iter()
+        .filter_map(|k| merged.remove(&k))
+        .collect();
+    if let Some(b) = bin_at {
+        groups.sort_by(|x, y| y.0[b].to_string().cmp(&x.0[b].to_string()));
+    }
+    let names: Vec<String> = st
+        .by
+        .iter()
+        .chain(&st.items)
+        .map(|p| p.name.clone())
+        .collect();
+    let mut commands = vec![Command::Fields(FieldsCommand {
+        items: names
+            .iter()
+            .map(|n| Projection {
+                expr: crate::ast::Expr {
+                    kind: ExprKind::Field(n.clone()),
+                    span: st.span,
+                },
+                alias: None,
+                name: n.clone(),
+                span: st.span,
+            })
+            .collect(),
+        span: st.span,
+    })];
+    commands.extend(rest.iter().cloned());
+    let sub = Query { commands };
+    if crate::pipeline::output_columns(&sub) != crate::pipeline::output_columns(order) {
+        return Ok(None);
+    }
+    let mut p = Pipeline::with_options(
+        &sub,
+        Options {
+            max_rows: opts.max_rows,
+            now_ns: Some(now),
+            ..Options::default()
+        },
+    )?;
+    for (values, n) in groups {
+        let mut row: Vec<(String, Value)> =
+            st.by.iter().map(|p| p.name.clone()).zip(values).collect();
+        row.extend(st.items.iter().map(|p| (p.name.clone(), Value::Int(n))));
+        p.push(&row)?;
+    }
+    Ok(Some(p.finish()?))
+}
+
+fn key_code(c: &PathColumns, doc: DocId) -> KeyCode {
+    for (i, col) in c.cols.iter().enumerate() {
+        let code = match col {
+            DynamicColumn::Str(sc) => sc.term_ords(doc).next().map(|o| KeyCode::Ord(i as u16, o)),
+            DynamicColumn::I64(x) => x.first(doc).map(KeyCode::Int),
+            DynamicColumn::U64(x) => x.first(doc).map(|v| {
+                i64::try_from(v)
+                    .map(KeyCode::Int)
+                    .unwrap_or(KeyCode::Float((v as f64).to_bits()))
+            }),
+            DynamicColumn::F64(x) => x.first(doc).map(|v| KeyCode::Float(v.to_bits())),
+            DynamicColumn::Bool(x) => x.first(doc).map(KeyCode::Bool),
+            _ => None,
+        };
+        if let Some(code) = code {
+            return code;
+        }
+    }
+    KeyCode::Null
 }

@@ -215,7 +215,7 @@ fn index_narrows_and_columns_answer_aggregates(fx: &Fixture) {
         &opts,
     )
     .unwrap();
-    assert_eq!(r.stats.mode, "columnar");
+    assert_eq!(r.stats.mode, "columnar counts");
     assert!(
         r.stats.candidates < r.stats.events_in_range / 10,
         "{:?}",

@@ -1,0 +1,272 @@
+//! The store benchmark of the README: ingest to searchable, stored size, needle and aggregate query
+//! latency against ripgrep over the same raw files, and peak memory.
+//!
+//! `cargo bench --bench store -- [--scale N] [--dir DIR] [--runs N] [--loghub]`
+//!
+//! With `--scale N` (default 128, about 5 GB) it writes the demo cluster's files to `DIR/raw` (kept
+//! between runs), imports them into a fresh store in `DIR/store` with the WAL fsynced per batch, closes
+//! it (waiting for background merges), measures its size, reopens it and times queries. With `--loghub`
+//! it does the same on `../shared/data/node_logs/loghub` instead. Needs `rg` (Debian package ripgrep).
+
+use quarry_import::{import_paths, ImportOptions, Target};
+use quarry_query::{run, RunOptions};
+use quarry_store::{Store, StoreConfig};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// CPU seconds (user + system) this process has used.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Peak resident memory of this process so far, MiB.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            total += if m.is_dir() {
+                dir_size(&e.path())
+            } else {
+                m.len()
+            };
+        }
+    }
+    total
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Times a query `runs` times; returns (median ms, rows, candidates, events in range).
+fn time_query(store: &Store, q: &str, runs: usize) -> (f64, usize, u64, u64) {
+    let mut times = Vec::new();
+    let mut last = None;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let out = run(store, q, &RunOptions::default()).unwrap_or_else(|e| panic!("{q}: {e}"));
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        last = Some(out);
+    }
+    let out = last.expect("at least one run");
+    (
+        median(times),
+        out.table.rows.len(),
+        out.stats.candidates,
+        out.stats.events_in_range,
+    )
+}
+
+/// Times `rg -F -c needle dir` (all matching lines counted, every file read); returns (median ms, lines).
+fn time_rg(needle: &str, dir: &Path, runs: usize) -> Option<(f64, u64)> {
+    let mut times = Vec::new();
+    let mut lines = 0;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let out = Command::new("rg")
+            .args(["-F", "-c", "--no-filename", needle])
+            .arg(dir)
+            .output()
+            .ok()?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        lines = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse::<u64>().ok())
+            .sum();
+    }
+    Some((median(times), lines))
+}
+
+struct Args {
+    scale: u32,
+    dir: PathBuf,
+    runs: usize,
+    loghub: bool,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        scale: 128,
+        dir: std::env::temp_dir().join("quarry-bench"),
+        runs: 5,
+        loghub: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(x) = it.next() {
+        match x.as_str() {
+            "--scale" => a.scale = it.next().and_then(|v| v.parse().ok()).expect("--scale N"),
+            "--dir" => a.dir = it.next().map(PathBuf::from).expect("--dir DIR"),
+            "--runs" => a.runs = it.next().and_then(|v| v.parse().ok()).expect("--runs N"),
+            "--loghub" => a.loghub = true,
+            _ => {} // cargo passes --bench
+        }
+    }
+    a
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let a = args();
+    std::fs::create_dir_all(&a.dir)?;
+    println!(
+        "machine: {} cores; quarry store benchmark",
+        std::thread::available_parallelism()?.get()
+    );
+
+    // The raw input.
+    let (raw, needles): (PathBuf, Vec<(&str, String)>) = if a.loghub {
+        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/node_logs/loghub");
+        let needles = vec![
+            ("IP", r#"search "173.234.31.186""#.to_string()),
+            ("user name", r#"search "webmaster""#.to_string()),
+        ];
+        (p, needles)
+    } else {
+        let raw = a.dir.join(format!("raw-scale{}", a.scale));
+        let cfg = quarry_demo::DemoConfig {
+            scale: a.scale,
+            end_ns: 1_714_564_800_000_000_000,
+            ..quarry_demo::DemoConfig::default()
+        };
+        if !raw.join(".complete").exists() {
+            let t = Instant::now();
+            let s = quarry_demo::write_tree(&cfg, &raw)?;
+            std::fs::write(raw.join(".complete"), b"")?;
+            println!(
+                "generated scale {}: {} files, {} lines, {:.2} GB in {:.0} s",
+                a.scale,
+                s.files,
+                s.lines,
+                s.bytes as f64 / 1e9,
+                t.elapsed().as_secs_f64()
+            );
+        }
+        let attack = quarry_demo::attack(&cfg);
+        let needles = vec![
+            ("IP", format!("search \"{}\"", attack.exfil_ip)),
+            (
+                "user name",
+                format!(
+                    "filter user.username = \"{}\" | fields @timestamp, verb, requestURI",
+                    attack.stolen_user
+                ),
+            ),
+        ];
+        (raw, needles)
+    };
+    let raw_bytes = dir_size(&raw);
+    println!(
+        "raw input: {} ({:.3} GB)",
+        raw.display(),
+        raw_bytes as f64 / 1e9
+    );
+
+    // Ingest to searchable.
+    let store_dir = a.dir.join(if a.loghub {
+        "store-loghub".to_string()
+    } else {
+        format!("store-scale{}", a.scale)
+    });
+    let _ = std::fs::remove_dir_all(&store_dir);
+    let store = Store::open(StoreConfig::new(&store_dir))?;
+    let (cpu0, t0) = (cpu_seconds(), Instant::now());
+    let summary = import_paths(
+        &[raw.clone()],
+        &ImportOptions::default(),
+        Target::Store(&store),
+        &mut |_| {},
+    )?;
+    let ingest_s = t0.elapsed().as_secs_f64();
+    let ingest_cpu = cpu_seconds() - cpu0;
+    let rss_ingest = peak_rss_mib();
+    let t = Instant::now();
+    store.close()?;
+    let close_s = t.elapsed().as_secs_f64();
+    let mb = summary.bytes as f64 / 1e6;
+    println!("\n## ingest to searchable (fsync per batch)");
+    println!(
+        "events {} | raw {:.1} MB | wall {:.1} s | CPU {:.1} s",
+        summary.events, mb, ingest_s, ingest_cpu
+    );
+    println!(
+        "{:.1} MB/s wall, {:.1} MB/s per core (raw MB / CPU s), {:.0} events/s wall",
+        mb / ingest_s,
+        mb / ingest_cpu,
+        summary.events as f64 / ingest_s
+    );
+    println!(
+        "closing (final merges) took {close_s:.1} s; peak RSS during ingest {rss_ingest:.0} MiB"
+    );
+
+    // Stored size.
+    let stored = dir_size(&store_dir);
+    let parts = dir_size(&store_dir.join("partitions"));
+    println!("\n## stored size");
+    println!(
+        "{:.1} MB on disk ({:.1} MB partitions), raw {:.1} MB: stored/raw = 1/{:.2}",
+        stored as f64 / 1e6,
+        parts as f64 / 1e6,
+        summary.bytes as f64 / 1e6,
+        summary.bytes as f64 / stored as f64
+    );
+
+    // Queries against ripgrep.
+    let store = Store::open_read_only(&store_dir)?;
+    println!(
+        "\n## queries (median of {} runs) vs rg over the raw files",
+        a.runs
+    );
+    let rg_needle = |q: &str| q.split('"').nth(1).unwrap_or("").to_string();
+    for (what, q) in &needles {
+        let (ms, rows, cand, total) = time_query(&store, q, a.runs);
+        let rg = time_rg(&rg_needle(q), &raw, 3);
+        match rg {
+            Some((rg_ms, lines)) => println!(
+                "needle ({what}): {ms:.1} ms, {rows} rows ({cand} candidates of {total} events) | rg {rg_ms:.0} ms, {lines} lines | {:.0}x faster",
+                rg_ms / ms
+            ),
+            None => println!("needle ({what}): {ms:.1} ms, {rows} rows | rg not installed (apt-get install ripgrep)"),
+        }
+    }
+    for q in [
+        "stats count(*) by bin(5m)",
+        "stats count(*) as n by @source",
+        "filter action = \"REJECT\" | stats count(*) as n by srcAddr | sort n desc | limit 10",
+    ] {
+        let (ms, rows, _, total) = time_query(&store, q, a.runs);
+        println!("{q}: {ms:.1} ms over {total} events ({rows} rows)");
+    }
+    println!(
+        "\npeak RSS of the process (ingest and queries): {:.0} MiB",
+        peak_rss_mib()
+    );
+    Ok(())
+}
