@@ -220,7 +220,7 @@ impl Bits {
 
     fn full(len: u32) -> Bits {
         let mut words = vec![u64::MAX; (len as usize).div_ceil(64)];
-        if len % 64 != 0 {
+        if !len.is_multiple_of(64) {
             if let Some(last) = words.last_mut() {
                 *last = (1u64 << (len % 64)) - 1;
             }
