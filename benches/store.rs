@@ -199,7 +199,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = Store::open(StoreConfig::new(&store_dir))?;
     let (cpu0, t0) = (cpu_seconds(), Instant::now());
     let summary = import_paths(
-        &[raw.clone()],
+        std::slice::from_ref(&raw),
         &ImportOptions::default(),
         Target::Store(&store),
         &mut |_| {},
