@@ -8,7 +8,7 @@
 
 use crate::ast::{BinaryOp, Command, Query};
 use crate::error::{ExecError, QueryError};
-use crate::eval::{parse_num, Env, Num, Rec, Val};
+use crate::eval::{compare, parse_num, Env, Rec, Val};
 use crate::pipeline::{Options, Pipeline, Table};
 use crate::plan::{is_builtin, Leaf, Plan, Push, Target};
 use crate::{parse_query, Row};
@@ -16,7 +16,7 @@ use quarry_model::{Event, Kind, Value};
 use quarry_store::block::{BlockMeta, StoredEvent};
 use quarry_store::partition::PartView;
 use quarry_store::read::{block_range, block_starts, materialize, read_block};
-use quarry_store::schema::{column_name, field_term, types, MAX_FIELD_STR, TS};
+use quarry_store::schema::{column_names, field_term, MAX_FIELD_STR, TS};
 use quarry_store::{Store, StoreError};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -406,15 +406,14 @@ impl<'a> Seg<'a> {
         if let Some(c) = self.columns.borrow().get(path) {
             return Ok(c.clone());
         }
-        let handles = self
-            .reader
-            .fast_fields()
-            .dynamic_column_handles(&column_name(path))?;
+        let mut cols = Vec::new();
+        for name in column_names(path) {
+            for h in self.reader.fast_fields().dynamic_column_handles(&name)? {
+                cols.push(h.open()?);
+            }
+        }
         let cols = Rc::new(PathColumns {
-            cols: handles
-                .iter()
-                .map(|h| h.open())
-                .collect::<Result<Vec<_>, _>>()?,
+            cols,
             strings: RefCell::new(HashMap::new()),
         });
         self.columns
@@ -505,11 +504,7 @@ impl<'a> Seg<'a> {
                 if info.long {
                     return Ok((self.universe.clone(), false));
                 }
-                if let Some(lits) = leaf
-                    .eq_lits
-                    .as_ref()
-                    .filter(|_| terms_are_exact(info.types, leaf))
-                {
+                if let Some(lits) = leaf.eq_lits.as_ref().filter(|_| terms_answer(leaf)) {
                     self.term_hits(path, lits, &mut out)?;
                 } else {
                     let mut has = Bits::empty(self.universe.len);
@@ -526,6 +521,8 @@ impl<'a> Seg<'a> {
     }
 
     /// Documents whose field equals one of the literals, from index terms.
+    /// Documents whose string or boolean field equals one of the literals, from index terms (see
+    /// [`terms_answer`] for when that is exact).
     fn term_hits(&self, path: &str, lits: &[Val], out: &mut Bits) -> Result<(), RunError> {
         let fields = &self.view.fields;
         let inv = self.reader.inverted_index(fields.f)?;
@@ -534,21 +531,14 @@ impl<'a> Seg<'a> {
                 Val::Str(s) if s == "true" || s == "false" => {
                     vec![Value::Str(s.clone()), Value::Bool(s == "true")]
                 }
-                Val::Str(s) => match parse_num(s) {
-                    Some(Num::I(i)) => vec![Value::Int(i)],
-                    Some(Num::F(f)) => vec![Value::Float(f)],
-                    None => vec![Value::Str(s.clone())],
-                },
-                Val::Int(i) => vec![Value::Int(*i)],
-                Val::Float(f) => vec![Value::Float(*f)],
+                Val::Str(s) => vec![Value::Str(s.clone())],
                 Val::Bool(b) => vec![Value::Bool(*b), Value::Str(b.to_string())],
-                Val::Null | Val::Time(_) => Vec::new(),
+                _ => Vec::new(),
             };
             for v in values {
-                let Some(term) = field_term(fields, path, &v) else {
-                    continue;
-                };
-                postings_into(&inv, &term, out)?;
+                if let Some(term) = field_term(fields, path, &v) {
+                    postings_into(&inv, &term, out)?;
+                }
             }
         }
         Ok(())
@@ -569,10 +559,20 @@ impl<'a> Seg<'a> {
             Some((BinaryOp::Ge, y)) => Some(x >= y),
             _ => None,
         };
+        // `f = n` and `f in [..]` compare each value with the literals directly.
+        let equals = |v: &Val| {
+            leaf.eq_lits.as_ref().map(|lits| {
+                lits.iter()
+                    .any(|l| compare(v, l) == Some(std::cmp::Ordering::Equal))
+            })
+        };
         let mut numeric = |v: Option<Val>, x: f64, doc: DocId, has: &mut Bits, out: &mut Bits| {
             let Some(v) = v else { return };
             has.set(doc);
-            if num_test(x).unwrap_or_else(|| test(v)) {
+            if num_test(x)
+                .or_else(|| equals(&v))
+                .unwrap_or_else(|| test(v))
+            {
                 out.set(doc);
             }
         };
@@ -662,14 +662,14 @@ impl<'a> Seg<'a> {
     }
 }
 
-/// Index terms answer `f = lit` exactly unless a numeric literal must also match numeric strings.
-fn terms_are_exact(types_seen: u8, leaf: &Leaf) -> bool {
-    let has_str = types_seen & types::STR != 0;
+/// Index terms answer `f = lit` exactly when every literal is a non-numeric string or a boolean: such a
+/// literal equals only strings and booleans (which are indexed), never a number. A numeric literal also
+/// equals numbers and numeric strings such as "0403", which only a column scan finds.
+fn terms_answer(leaf: &Leaf) -> bool {
     leaf.eq_lits.iter().flatten().all(|lit| match lit {
-        Val::Int(_) | Val::Float(_) => !has_str,
-        Val::Str(s) => s.len() <= MAX_FIELD_STR && (parse_num(s).is_none() || !has_str),
+        Val::Str(s) => s.len() <= MAX_FIELD_STR && parse_num(s).is_none(),
         Val::Bool(_) | Val::Null => true,
-        Val::Time(_) => false,
+        _ => false,
     })
 }
 
@@ -838,8 +838,9 @@ impl Feeder<'_, '_> {
             ))
             .into());
         };
+        let ts = seg.ts.first(doc).unwrap_or_default();
         let row = EventRow {
-            event: materialize(&block.0, stored),
+            event: materialize(&block.0, stored, ts),
             meta: &block.0,
         };
         self.stats.rows_read += 1;

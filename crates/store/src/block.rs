@@ -1,10 +1,10 @@
-//! A *block*: up to [`BLOCK_EVENTS`] events of one source, kind and day, in one binary payload. The same
-//! bytes are a WAL record's body and, once indexed, the stored value of the block's document in a segment,
-//! so an event is written in exactly one shape.
+//! A *block*: up to [`BLOCK_EVENTS`] events of one source, kind and day, in one binary payload. One
+//! shape serves both the WAL record and the stored value of the block's document in a segment; the
+//! stored one leaves out the event times, which the segment's `ts` column already holds.
 //!
 //! Layout (integers are LEB128 varints, `ts` are zig-zag deltas from the previous event):
-//! `version u8 | meta_len | meta JSON | n | n × ts delta | n × raw length | n × flags |`
-//! `hints and errors for flagged events | raws concatenated`.
+//! `version u8 | meta_len | meta JSON | n | [n × ts delta] | n × raw length | n × flags |`
+//! `hints and errors for flagged events | raws concatenated`; version 1 has the times, version 2 not.
 //! Lengths are grouped apart from the text so the text compresses as well as the plain log file would.
 
 use quarry_model::{Event, Source};
@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 /// Most events in one block; the unit of full-text lookup and of decompression on read.
 pub const BLOCK_EVENTS: usize = 256;
 
-const VERSION: u8 = 1;
+const WITH_TS: u8 = 1;
+const WITHOUT_TS: u8 = 2;
 const HAS_HINT: u8 = 1;
 const HAS_ERROR: u8 = 2;
 
@@ -29,8 +30,8 @@ pub struct BlockMeta {
 /// One stored event: what is needed to read it again.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
-    /// UTC nanoseconds.
-    pub ts: i64,
+    /// UTC nanoseconds, when the payload holds times (WAL records do, stored blocks do not).
+    pub ts: Option<i64>,
     /// Original text.
     pub raw: String,
     /// Parser context (`Event::hint`).
@@ -44,17 +45,19 @@ pub struct StoredEvent {
 #[error("malformed block: {0}")]
 pub struct BlockError(pub &'static str);
 
-/// Serialises events (all of `meta.source.kind`) into a block payload.
-pub fn encode(meta: &BlockMeta, events: &[StoredEventRef<'_>], out: &mut Vec<u8>) {
-    out.push(VERSION);
+/// Serialises events (all of `meta.source.kind`) into a block payload, with or without their times.
+pub fn encode(meta: &BlockMeta, events: &[StoredEventRef<'_>], with_ts: bool, out: &mut Vec<u8>) {
+    out.push(if with_ts { WITH_TS } else { WITHOUT_TS });
     let meta_json = serde_json::to_vec(meta).unwrap_or_default();
     put_varint(out, meta_json.len() as u64);
     out.extend_from_slice(&meta_json);
     put_varint(out, events.len() as u64);
-    let mut prev = 0i64;
-    for e in events {
-        put_varint(out, zigzag(e.ts.wrapping_sub(prev)));
-        prev = e.ts;
+    if with_ts {
+        let mut prev = 0i64;
+        for e in events {
+            put_varint(out, zigzag(e.ts.wrapping_sub(prev)));
+            prev = e.ts;
+        }
     }
     for e in events {
         put_varint(out, e.raw.len() as u64);
@@ -101,9 +104,11 @@ impl<'a> StoredEventRef<'a> {
 /// Reads a block payload back.
 pub fn decode(mut buf: &[u8]) -> Result<(BlockMeta, Vec<StoredEvent>), BlockError> {
     let b = &mut buf;
-    if take(b, 1)?[0] != VERSION {
-        return Err(BlockError("unknown version"));
-    }
+    let with_ts = match take(b, 1)?[0] {
+        WITH_TS => true,
+        WITHOUT_TS => false,
+        _ => return Err(BlockError("unknown version")),
+    };
     let meta_len = get_len(b)?;
     let meta: BlockMeta =
         serde_json::from_slice(take(b, meta_len)?).map_err(|_| BlockError("bad metadata"))?;
@@ -114,8 +119,12 @@ pub fn decode(mut buf: &[u8]) -> Result<(BlockMeta, Vec<StoredEvent>), BlockErro
     let mut ts = Vec::with_capacity(n);
     let mut prev = 0i64;
     for _ in 0..n {
-        prev = prev.wrapping_add(unzigzag(get_varint(b)?));
-        ts.push(prev);
+        if with_ts {
+            prev = prev.wrapping_add(unzigzag(get_varint(b)?));
+            ts.push(Some(prev));
+        } else {
+            ts.push(None);
+        }
     }
     let lens = (0..n).map(|_| get_len(b)).collect::<Result<Vec<_>, _>>()?;
     let flags = take(b, n)?.to_vec();
@@ -149,7 +158,7 @@ pub fn decode(mut buf: &[u8]) -> Result<(BlockMeta, Vec<StoredEvent>), BlockErro
 /// Reads only the metadata and event count of a block payload.
 pub fn peek(mut buf: &[u8]) -> Result<(BlockMeta, usize), BlockError> {
     let b = &mut buf;
-    if take(b, 1)?[0] != VERSION {
+    if !matches!(take(b, 1)?[0], WITH_TS | WITHOUT_TS) {
         return Err(BlockError("unknown version"));
     }
     let meta_len = get_len(b)?;
@@ -241,23 +250,25 @@ mod tests {
                 parse_error: None,
             },
         ];
-        let mut buf = Vec::new();
-        encode(&meta(), &evs, &mut buf);
-        let (m, got) = decode(&buf).unwrap();
-        assert_eq!(m, meta());
-        assert_eq!(got.len(), 3);
-        for (a, b) in evs.iter().zip(&got) {
-            assert_eq!(
-                (a.ts, a.raw, a.hint, a.parse_error),
-                (
-                    b.ts,
-                    b.raw.as_str(),
-                    b.hint.as_deref(),
-                    b.parse_error.as_deref()
-                )
-            );
+        for with_ts in [true, false] {
+            let mut buf = Vec::new();
+            encode(&meta(), &evs, with_ts, &mut buf);
+            let (m, got) = decode(&buf).unwrap();
+            assert_eq!(m, meta());
+            assert_eq!(got.len(), 3);
+            for (a, b) in evs.iter().zip(&got) {
+                assert_eq!(
+                    (with_ts.then_some(a.ts), a.raw, a.hint, a.parse_error),
+                    (
+                        b.ts,
+                        b.raw.as_str(),
+                        b.hint.as_deref(),
+                        b.parse_error.as_deref()
+                    )
+                );
+            }
+            assert_eq!(peek(&buf).unwrap().1, 3);
         }
-        assert_eq!(peek(&buf).unwrap().1, 3);
     }
 
     #[test]
@@ -269,7 +280,7 @@ mod tests {
             parse_error: None,
         }];
         let mut buf = Vec::new();
-        encode(&meta(), &evs, &mut buf);
+        encode(&meta(), &evs, true, &mut buf);
         for cut in 0..buf.len() {
             assert!(decode(&buf[..cut]).is_err(), "truncated at {cut}");
         }

@@ -27,7 +27,7 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 use parking_lot::{Mutex, RwLock};
 use partition::{Delta, PartKey, PartView, Partition, WriterConfig};
 use quarry_model::{Event, Kind, Source};
-use schema::Fields;
+use schema::Doc;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
@@ -37,7 +37,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use tantivy::TantivyDocument;
 use wal::{Appended, BatchKey, Dedup, Recovery, Wal, WalError};
 
 /// Store failures.
@@ -193,7 +192,7 @@ pub struct StoreStats {
 /// The documents of one partition prepared from a batch.
 pub struct Prepared {
     key: PartKey,
-    docs: Vec<TantivyDocument>,
+    docs: Vec<Doc>,
     delta: Delta,
 }
 
@@ -213,14 +212,13 @@ struct Inner {
     parts: RwLock<BTreeMap<PartKey, Arc<Partition>>>,
     wal: Option<Wal<Work>>,
     work_tx: Sender<(u64, Work)>,
-    /// Replay must start at this LSN for nothing applied to be lost: one past the last applied record.
+    /// Replay must start here for nothing applied to be lost: the LSN of the last applied record.
     applied: AtomicU64,
     /// An indexing failure froze the checkpoint; the WAL keeps everything since.
     frozen: AtomicBool,
     stop: AtomicBool,
     commit_now: Mutex<()>,
     metrics: Metrics,
-    fields: Fields,
     _lock: Option<File>,
 }
 
@@ -268,7 +266,6 @@ impl Store {
             stop: AtomicBool::new(false),
             commit_now: Mutex::new(()),
             metrics: Metrics::default(),
-            fields: schema::schema().1,
             cfg,
             _lock: Some(lock),
         });
@@ -303,7 +300,6 @@ impl Store {
                 stop: AtomicBool::new(true),
                 commit_now: Mutex::new(()),
                 metrics: Metrics::default(),
-                fields: schema::schema().1,
                 cfg,
                 _lock: None,
             }),
@@ -338,7 +334,7 @@ impl Store {
         let n = events.len() as u64;
         let raw_bytes: u64 = events.iter().map(|e| e.raw.len() as u64).sum();
         let parse_errors = events.iter().filter(|e| e.parse_error.is_some()).count() as u64;
-        let (payloads, prepared) = prepare(&self.inner.fields, source, &events);
+        let (payloads, prepared) = prepare(source, events);
         match wal.append(key, &payloads, Work::Record(prepared))? {
             Appended::Duplicate => {
                 self.inner
@@ -473,18 +469,25 @@ fn open_partitions(
     Ok(parts)
 }
 
-/// Cuts a batch into blocks per partition and format and builds their payloads and documents.
-fn prepare(fields: &Fields, source: &Source, events: &[Event]) -> (Vec<Vec<u8>>, Vec<Prepared>) {
-    let mut by_part: BTreeMap<PartKey, Vec<&Event>> = BTreeMap::new();
+/// Cuts a batch into blocks per partition and format; returns the blocks' WAL payloads (with event
+/// times) and the documents (whose stored payloads leave the times to the `ts` column).
+fn prepare(source: &Source, events: Vec<Event>) -> (Vec<Vec<u8>>, Vec<Prepared>) {
+    let mut by_part: BTreeMap<PartKey, Vec<Event>> = BTreeMap::new();
     for e in events {
         by_part
             .entry(PartKey::of(source.kind, e.ts))
             .or_default()
             .push(e);
     }
+    let coords: Arc<Vec<(&'static str, String)>> = Arc::new(
+        source
+            .coordinates()
+            .map(|(k, v)| (k, v.to_string()))
+            .collect(),
+    );
     let mut payloads = Vec::new();
     let mut prepared = Vec::with_capacity(by_part.len());
-    for (key, evs) in by_part {
+    for (key, mut evs) in by_part {
         let mut p = Prepared {
             key,
             docs: Vec::with_capacity(evs.len() + evs.len() / BLOCK_EVENTS + 1),
@@ -497,18 +500,18 @@ fn prepare(fields: &Fields, source: &Source, events: &[Event]) -> (Vec<Vec<u8>>,
             while end < evs.len() && end - start < BLOCK_EVENTS && evs[end].format == format {
                 end += 1;
             }
-            let block = &evs[start..end];
+            let block = &mut evs[start..end];
             let meta = BlockMeta {
                 source: source.clone(),
                 format: format.to_string(),
             };
-            let refs: Vec<StoredEventRef<'_>> =
-                block.iter().map(|e| StoredEventRef::of(e)).collect();
-            let mut payload = Vec::new();
-            block::encode(&meta, &refs, &mut payload);
-            p.docs.push(schema::block_doc(fields, &payload, block));
-            for e in block {
-                p.docs.push(schema::event_doc(fields, source, e));
+            let refs: Vec<StoredEventRef<'_>> = block.iter().map(StoredEventRef::of).collect();
+            let mut wal_payload = Vec::new();
+            block::encode(&meta, &refs, true, &mut wal_payload);
+            let mut stored_payload = Vec::new();
+            block::encode(&meta, &refs, false, &mut stored_payload);
+            drop(refs);
+            for e in block.iter() {
                 p.delta.min_ts = p.delta.min_ts.min(e.ts);
                 p.delta.max_ts = p.delta.max_ts.max(e.ts);
                 p.delta.raw_bytes += e.raw.len() as u64;
@@ -517,9 +520,20 @@ fn prepare(fields: &Fields, source: &Source, events: &[Event]) -> (Vec<Vec<u8>>,
                     p.delta.add_path(path, info);
                 }
             }
+            let block_at = p.docs.len();
+            p.docs.push(Doc::block(Vec::new(), Vec::new()));
+            let mut messages = Vec::with_capacity(block.len());
+            for e in block.iter_mut() {
+                p.docs.push(Doc::event(coords.clone(), e));
+                messages.push(match e.message.take() {
+                    Some(m) => m,
+                    None => std::mem::take(&mut e.raw),
+                });
+            }
+            p.docs[block_at] = Doc::block(stored_payload, messages);
             p.delta.events += block.len() as u64;
             p.delta.blocks += 1;
-            payloads.push(payload);
+            payloads.push(wal_payload);
             start = end;
         }
         prepared.push(p);
@@ -549,7 +563,7 @@ impl Inner {
     /// Adds one WAL record's documents. All documents of a partition go in one call: a partition takes
     /// a record once, so a record split over several calls would lose all but the first.
     fn apply(&self, lsn: u64, prepared: Vec<Prepared>) -> Result<(), StoreError> {
-        let mut by_part: BTreeMap<PartKey, (Vec<TantivyDocument>, Delta)> = BTreeMap::new();
+        let mut by_part: BTreeMap<PartKey, (Vec<Doc>, Delta)> = BTreeMap::new();
         for p in prepared {
             let (docs, delta) = by_part
                 .entry(p.key)
@@ -606,13 +620,23 @@ impl Inner {
             for payload in &rec.blocks {
                 let (meta, stored) = block::decode(payload)
                     .map_err(|e| StoreError::Corrupt(format!("WAL record at {}: {e}", rec.lsn)))?;
-                let events: Vec<Event> =
-                    stored.iter().map(|s| read::materialize(&meta, s)).collect();
-                let (_, mut p) = prepare(&self.fields, &meta.source, &events);
+                let events = stored
+                    .iter()
+                    .map(|s| {
+                        let ts = s.ts.ok_or_else(|| {
+                            StoreError::Corrupt(format!(
+                                "WAL record at {} has no event times",
+                                rec.lsn
+                            ))
+                        })?;
+                        Ok(read::materialize(&meta, s, ts))
+                    })
+                    .collect::<Result<Vec<Event>, StoreError>>()?;
+                let (_, mut p) = prepare(&meta.source, events);
                 prepared.append(&mut p);
             }
             self.apply(rec.lsn, prepared)?;
-            self.applied.store(rec.lsn + 1, Ordering::Release);
+            self.applied.store(rec.lsn, Ordering::Release);
         }
         Ok(())
     }
@@ -628,7 +652,7 @@ impl Inner {
                 }
                 Work::Record(prepared) if self.frozen.load(Ordering::Acquire) => drop(prepared),
                 Work::Record(prepared) => match self.apply(lsn, prepared) {
-                    Ok(()) => self.applied.store(lsn + 1, Ordering::Release),
+                    Ok(()) => self.applied.store(lsn, Ordering::Release),
                     Err(e) => {
                         self.metrics.index_errors.fetch_add(1, Ordering::Relaxed);
                         self.frozen.store(true, Ordering::Release);
@@ -660,6 +684,10 @@ impl Inner {
             &self.cfg.data_dir.join("checkpoint.json"),
             &serde_json::to_vec(&cp).unwrap_or_default(),
         )?;
+        // Everything is in segments: start a new WAL file so the drained ones can go.
+        if replay_from >= wal.end_lsn() {
+            wal.rotate()?;
+        }
         wal.truncate_before(replay_from)?;
         Ok(())
     }

@@ -4,7 +4,7 @@
 //! field catalog and the last WAL position it holds) as the tantivy commit payload, so the metadata and the
 //! data it describes are always committed together; WAL replay skips what a partition already holds.
 
-use crate::schema::{self, Fields, PathInfo};
+use crate::schema::{self, Doc, Fields, PathInfo};
 use crate::StoreError;
 use parking_lot::{Mutex, RwLock};
 use quarry_model::time::{civil_from_days, NANOS_PER_SEC};
@@ -16,9 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use tantivy::indexer::UserOperation;
 use tantivy::store::{Compressor, ZstdCompressor};
-use tantivy::{
-    Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, Searcher, TantivyDocument,
-};
+use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, Searcher};
 
 /// Nanoseconds in a day: the partition width.
 pub const DAY_NS: i64 = 86_400 * NANOS_PER_SEC;
@@ -165,7 +163,7 @@ pub struct WriterConfig {
 }
 
 struct State {
-    writer: Option<IndexWriter>,
+    writer: Option<IndexWriter<Doc>>,
     meta: PartMeta,
     dirty: bool,
     last_used: Instant,
@@ -263,12 +261,7 @@ impl Partition {
     }
 
     /// Adds the documents of one WAL record. Returns false (adding nothing) if the record is already held.
-    pub fn apply(
-        &self,
-        lsn: u64,
-        docs: Vec<TantivyDocument>,
-        delta: &Delta,
-    ) -> Result<bool, StoreError> {
+    pub fn apply(&self, lsn: u64, docs: Vec<Doc>, delta: &Delta) -> Result<bool, StoreError> {
         let mut st = self.state.lock();
         if st.meta.lsn.is_some_and(|held| lsn <= held) {
             return Ok(false);

@@ -80,10 +80,10 @@ pub fn read_block(
     block::decode(bytes).map_err(|e| StoreError::Corrupt(format!("document {start}: {e}")))
 }
 
-/// The full event of a stored record: its text parsed again by the parser that first read it.
-pub fn materialize(meta: &BlockMeta, stored: &StoredEvent) -> Event {
-    let mut e = quarry_parse::reparse(&meta.format, &stored.raw, stored.hint.as_deref(), stored.ts);
-    e.ts = stored.ts;
+/// The full event of a stored record at time `ts`: its text parsed again by the parser that first read it.
+pub fn materialize(meta: &BlockMeta, stored: &StoredEvent, ts: i64) -> Event {
+    let mut e = quarry_parse::reparse(&meta.format, &stored.raw, stored.hint.as_deref(), ts);
+    e.ts = ts;
     e.hint = stored.hint.clone();
     if stored.parse_error.is_some() {
         e.parse_error = stored.parse_error.clone();

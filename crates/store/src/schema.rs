@@ -8,22 +8,30 @@
 //!   the words of their messages in [`MSG`]. Full-text lookups therefore find blocks, and the events of a
 //!   matched block are checked one by one: the word index stays a fraction of the size of per-event
 //!   postings, and the payload compresses like the log file itself.
-//! - An event document has the event time in the fast field [`TS`] and every structured field in the JSON
-//!   field [`F`], indexed as exact values and kept as fast (columnar) values for filters and aggregations.
+//! - An event document has the event time in the fast field [`TS`] and its structured fields in two JSON
+//!   fields: strings and booleans in [`F`], indexed as exact values (term lookups find needles) and kept as
+//!   fast (columnar) values; numbers in [`N`], only as fast values (their comparisons scan the column;
+//!   indexing every byte count and port would double the index and serve no needle query).
+//!
+//! Documents are [`Doc`]s: they hand tantivy borrowed views of the parsed event, so building one copies
+//! no field.
 
 use crate::tokenizer::{LogTokenizer, LOG_TOKENIZER};
 use quarry_model::{Event, Source, Value};
-use std::collections::BTreeMap;
+use std::sync::Arc;
+use tantivy::schema::document::{ReferenceValue, ReferenceValueLeaf};
 use tantivy::schema::{
-    Field, IndexRecordOption, JsonObjectOptions, NumericOptions, OwnedValue, Schema,
-    TextFieldIndexing, TextOptions, FAST, INDEXED, STORED,
+    Field, IndexRecordOption, JsonObjectOptions, NumericOptions, Schema, TextFieldIndexing,
+    TextOptions, FAST, INDEXED, STORED,
 };
-use tantivy::{Index, TantivyDocument, Term};
+use tantivy::{Index, Term};
 
 /// Event time (i64 UTC ns), fast; on event documents only.
 pub const TS: &str = "ts";
-/// Structured fields (JSON, exact-value index + fast columns); on event documents only.
+/// String and boolean fields (JSON, exact-value index + fast columns); on event documents only.
 pub const F: &str = "f";
+/// Numeric fields (JSON, fast columns only); on event documents only.
+pub const N: &str = "n";
 /// Message words of the block's events; on block documents only.
 pub const MSG: &str = "msg";
 /// The stored block payload; on block documents only.
@@ -41,6 +49,8 @@ pub struct Fields {
     pub ts: Field,
     /// See [`F`].
     pub f: Field,
+    /// See [`N`].
+    pub n: Field,
     /// See [`MSG`].
     pub msg: Field,
     /// See [`BLOCK`].
@@ -64,6 +74,7 @@ pub fn schema() -> (Schema, Fields) {
             )
             .set_fast("raw"),
     );
+    let n = b.add_json_field(N, JsonObjectOptions::default().set_fast("raw"));
     let msg = b.add_text_field(
         MSG,
         TextOptions::default().set_indexing_options(
@@ -80,6 +91,7 @@ pub fn schema() -> (Schema, Fields) {
         Fields {
             ts,
             f,
+            n,
             msg,
             block,
             is_block,
@@ -106,21 +118,18 @@ pub fn escape_path(path: &str) -> String {
     s
 }
 
-/// The column name of a field path in the fast fields of [`F`].
-pub fn column_name(path: &str) -> String {
-    format!("{F}.{}", escape_path(path))
+/// The column names of a field path in the fast fields of [`F`] and [`N`].
+pub fn column_names(path: &str) -> [String; 2] {
+    let p = escape_path(path);
+    [format!("{F}.{p}"), format!("{N}.{p}")]
 }
 
-/// The term that finds events whose field `path` equals `value`.
+/// The term that finds events whose string or boolean field `path` equals `value` (numbers are not in
+/// the index).
 pub fn field_term(fields: &Fields, path: &str, value: &Value) -> Option<Term> {
     let mut term = Term::from_field_json_path(fields.f, &escape_path(path), false);
     match value {
         Value::Str(s) if s.len() <= MAX_FIELD_STR => term.append_type_and_str(s),
-        Value::Int(i) => term.append_type_and_fast_value(*i),
-        Value::Float(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => {
-            term.append_type_and_fast_value(*x as i64)
-        }
-        Value::Float(x) if x.is_finite() => term.append_type_and_fast_value(*x),
         Value::Bool(b) => term.append_type_and_fast_value(*b),
         _ => return None,
     }
@@ -174,45 +183,146 @@ pub fn path_infos<'a>(
     }))
 }
 
-/// The block document of a block payload and the words of its events' messages.
-pub fn block_doc(fields: &Fields, payload: &[u8], events: &[&Event]) -> TantivyDocument {
-    let mut doc = TantivyDocument::new();
-    doc.add_u64(fields.is_block, 1);
-    doc.add_bytes(fields.block, payload);
-    for e in events {
-        doc.add_text(fields.msg, e.message());
-    }
-    doc
+/// A document of a partition; it owns what it indexes.
+#[derive(Debug)]
+pub enum Doc {
+    /// A block: its payload and the messages of its events (indexed as words).
+    Block {
+        /// The block payload.
+        payload: Vec<u8>,
+        /// The events' messages.
+        messages: Vec<String>,
+    },
+    /// An event.
+    Event {
+        /// Event time, UTC ns.
+        ts: i64,
+        /// The source's coordinates (`kubernetes.*`), shared by the events of a batch.
+        coords: Arc<Vec<(&'static str, String)>>,
+        /// Why parsing failed, cut to [`MAX_FIELD_STR`].
+        parse_error: Option<String>,
+        /// The parsed fields.
+        fields: quarry_model::Fields,
+    },
 }
 
-/// The event document of an event.
-pub fn event_doc(fields: &Fields, source: &Source, event: &Event) -> TantivyDocument {
-    let mut doc = TantivyDocument::new();
-    doc.add_i64(fields.ts, event.ts);
-    let mut obj: BTreeMap<String, OwnedValue> = BTreeMap::new();
-    for (k, v) in source.coordinates() {
-        obj.insert(k.to_string(), OwnedValue::Str(v.to_string()));
+impl Doc {
+    /// The block document of a payload and its events' messages.
+    pub fn block(payload: Vec<u8>, messages: Vec<String>) -> Doc {
+        Doc::Block { payload, messages }
     }
-    if let Some(err) = &event.parse_error {
-        obj.insert(
-            "@parseError".into(),
-            OwnedValue::Str(truncate(err, MAX_FIELD_STR).to_string()),
-        );
+
+    /// The event document of a parsed event (its fields are moved in).
+    pub fn event(coords: Arc<Vec<(&'static str, String)>>, event: &mut Event) -> Doc {
+        Doc::Event {
+            ts: event.ts,
+            coords,
+            parse_error: event
+                .parse_error
+                .as_deref()
+                .map(|e| truncate(e, MAX_FIELD_STR).to_string()),
+            fields: std::mem::take(&mut event.fields),
+        }
     }
-    for (k, v) in event.fields.iter() {
-        let v = match v {
-            Value::Str(s) if s.len() <= MAX_FIELD_STR => OwnedValue::Str(s.clone()),
-            Value::Int(i) => OwnedValue::I64(*i),
-            Value::Float(x) if x.is_finite() => OwnedValue::F64(*x),
-            Value::Bool(b) => OwnedValue::Bool(*b),
-            _ => continue,
+
+    /// The object of the JSON field [`F`] (`numbers` false) or [`N`] (`numbers` true).
+    fn object(&self, numbers: bool) -> std::vec::IntoIter<(&str, DocValue<'_>)> {
+        let Doc::Event {
+            coords,
+            parse_error,
+            fields,
+            ..
+        } = self
+        else {
+            return Vec::new().into_iter();
         };
-        obj.entry(k.to_string()).or_insert(v);
+        let mut out = Vec::with_capacity(fields.len() + coords.len() + 1);
+        if !numbers {
+            out.extend(coords.iter().map(|(k, v)| (*k, DocValue::Str(v.as_str()))));
+            if let Some(e) = parse_error {
+                out.push(("@parseError", DocValue::Str(e.as_str())));
+            }
+        }
+        for (k, v) in fields.iter() {
+            let v = match (v, numbers) {
+                (Value::Str(s), false) if s.len() <= MAX_FIELD_STR => DocValue::Str(s.as_str()),
+                (Value::Bool(b), false) => DocValue::Bool(*b),
+                (Value::Int(i), true) => DocValue::I64(*i),
+                (Value::Float(x), true) if x.is_finite() => DocValue::F64(*x),
+                _ => continue,
+            };
+            out.push((k, v));
+        }
+        out.into_iter()
     }
-    if !obj.is_empty() {
-        doc.add_object(fields.f, obj);
+}
+
+/// A value of a [`Doc`] as tantivy reads it.
+#[derive(Debug, Clone)]
+pub enum DocValue<'a> {
+    /// A string.
+    Str(&'a str),
+    /// A signed integer.
+    I64(i64),
+    /// An unsigned integer.
+    U64(u64),
+    /// A float.
+    F64(f64),
+    /// A boolean.
+    Bool(bool),
+    /// Bytes.
+    Bytes(&'a [u8]),
+    /// The string and boolean fields of an event (`false`) or its numbers (`true`).
+    Object(&'a Doc, bool),
+}
+
+impl<'a> tantivy::schema::Value<'a> for DocValue<'a> {
+    type ArrayIter = std::iter::Empty<DocValue<'a>>;
+    type ObjectIter = std::vec::IntoIter<(&'a str, DocValue<'a>)>;
+
+    fn as_value(&self) -> ReferenceValue<'a, Self> {
+        match self {
+            DocValue::Str(s) => ReferenceValue::Leaf(ReferenceValueLeaf::Str(s)),
+            DocValue::I64(v) => ReferenceValue::Leaf(ReferenceValueLeaf::I64(*v)),
+            DocValue::U64(v) => ReferenceValue::Leaf(ReferenceValueLeaf::U64(*v)),
+            DocValue::F64(v) => ReferenceValue::Leaf(ReferenceValueLeaf::F64(*v)),
+            DocValue::Bool(v) => ReferenceValue::Leaf(ReferenceValueLeaf::Bool(*v)),
+            DocValue::Bytes(b) => ReferenceValue::Leaf(ReferenceValueLeaf::Bytes(b)),
+            DocValue::Object(doc, numbers) => ReferenceValue::Object(doc.object(*numbers)),
+        }
     }
-    doc
+}
+
+/// The fields of [`Doc`]s; every partition has the same schema, so the handles are fixed.
+static FIELDS: std::sync::OnceLock<Fields> = std::sync::OnceLock::new();
+
+/// The field handles of the partition schema.
+pub fn fields() -> Fields {
+    *FIELDS.get_or_init(|| schema().1)
+}
+
+impl tantivy::Document for Doc {
+    type Value<'a> = DocValue<'a>;
+    type FieldsValuesIter<'a> = std::vec::IntoIter<(Field, DocValue<'a>)>;
+
+    fn iter_fields_and_values(&self) -> Self::FieldsValuesIter<'_> {
+        let f = fields();
+        match self {
+            Doc::Block { payload, messages } => {
+                let mut v = Vec::with_capacity(messages.len() + 2);
+                v.push((f.is_block, DocValue::U64(1)));
+                v.push((f.block, DocValue::Bytes(payload)));
+                v.extend(messages.iter().map(|m| (f.msg, DocValue::Str(m))));
+                v.into_iter()
+            }
+            Doc::Event { ts, .. } => vec![
+                (f.ts, DocValue::I64(*ts)),
+                (f.f, DocValue::Object(self, false)),
+                (f.n, DocValue::Object(self, true)),
+            ]
+            .into_iter(),
+        }
+    }
 }
 
 fn truncate(s: &str, max: usize) -> &str {

@@ -1,7 +1,8 @@
 //! Write-ahead log: every accepted batch is appended here and fsynced before it is acknowledged.
 //!
-//! Files `wal/<first lsn>.wal` hold records `len u32 | crc32 u32 | body`; the LSN of a record is its byte
-//! position in the concatenation of all WAL files. A single writer thread takes appends from many callers,
+//! Files `wal/<first lsn>.wal` hold records `len u32 | crc32 u32 | body`. Positions are byte offsets in
+//! the concatenation of all WAL files, and a record is identified by its LSN: the position just past it
+//! (where the next record starts), so "everything before LSN x" is exactly the records up to x. A single writer thread takes appends from many callers,
 //! writes all that are waiting, fsyncs once and answers them all (group commit). The same thread owns the
 //! deduplication state, so a batch retried while the first attempt is in flight is still stored once.
 //!
@@ -107,7 +108,7 @@ impl Dedup {
 /// A record read back from the log.
 #[derive(Debug)]
 pub struct Record {
-    /// Position of the record.
+    /// The record's LSN (the position just past it).
     pub lsn: u64,
     /// Its deduplication key.
     pub key: BatchKey,
@@ -118,7 +119,7 @@ pub struct Record {
 /// The result of an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Appended {
-    /// Written and fsynced at this LSN.
+    /// Written and fsynced; the record's LSN.
     Stored(u64),
     /// Already stored earlier; nothing written.
     Duplicate,
@@ -142,10 +143,17 @@ struct Append<T> {
     reply: Sender<Result<Appended, WalError>>,
 }
 
+/// What the writer thread is asked to do.
+enum Msg<T> {
+    Append(Append<T>),
+    /// Start a new file if the current one holds anything (so fully indexed files can be removed).
+    Rotate(Sender<io::Result<()>>),
+}
+
 /// The write-ahead log. `T` travels with each append and is handed, in LSN order, to the durable
 /// channel once the record is on disk.
 pub struct Wal<T: Send + 'static> {
-    tx: Option<Sender<Append<T>>>,
+    tx: Option<Sender<Msg<T>>>,
     thread: Option<JoinHandle<()>>,
     dedup: Arc<parking_lot::Mutex<Dedup>>,
     end_lsn: Arc<AtomicU64>,
@@ -279,7 +287,7 @@ impl<T: Send + 'static> Wal<T> {
         let dedup = Arc::new(parking_lot::Mutex::new(dedup));
         let end_lsn = Arc::new(AtomicU64::new(end));
         let failed = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = bounded::<Append<T>>(1024);
+        let (tx, rx) = bounded::<Msg<T>>(1024);
         let writer = Writer {
             dir: dir.to_path_buf(),
             file,
@@ -326,12 +334,12 @@ impl<T: Send + 'static> Wal<T> {
         self.tx
             .as_ref()
             .ok_or(WalError::Closed)?
-            .send(Append {
+            .send(Msg::Append(Append {
                 key,
                 body,
                 attachment,
                 reply,
-            })
+            }))
             .map_err(|_| WalError::Closed)?;
         answer.recv().map_err(|_| WalError::Closed)?
     }
@@ -349,6 +357,18 @@ impl<T: Send + 'static> Wal<T> {
     /// LSN just past the last durable record.
     pub fn end_lsn(&self) -> u64 {
         self.end_lsn.load(Ordering::Acquire)
+    }
+
+    /// Starts a new WAL file if the current one holds records, so that once they are all in segments
+    /// [`Wal::truncate_before`] can remove it.
+    pub fn rotate(&self) -> Result<(), WalError> {
+        let (reply, answer) = bounded(1);
+        self.tx
+            .as_ref()
+            .ok_or(WalError::Closed)?
+            .send(Msg::Rotate(reply))
+            .map_err(|_| WalError::Closed)?;
+        Ok(answer.recv().map_err(|_| WalError::Closed)??)
     }
 
     /// Removes files that hold only records before `lsn` (already in segments).
@@ -420,9 +440,9 @@ fn scan_file(
         let Some((key, blocks)) = decode_body(body) else {
             break;
         };
-        let lsn = start + pos as u64;
         dedup.record(&key);
-        if lsn >= from_lsn {
+        if start + pos as u64 >= from_lsn {
+            let lsn = start + (pos + 8 + len) as u64;
             records.push(Record { lsn, key, blocks });
         }
         pos += 8 + len;
@@ -431,21 +451,52 @@ fn scan_file(
 }
 
 impl<T> Writer<T> {
-    fn run(mut self, rx: Receiver<Append<T>>) {
-        while let Ok(first) = rx.recv() {
+    fn run(mut self, rx: Receiver<Msg<T>>) {
+        let mut pending = None;
+        loop {
+            let first = match pending.take() {
+                Some(m) => m,
+                None => match rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => return,
+                },
+            };
+            let first = match first {
+                Msg::Append(a) => a,
+                Msg::Rotate(reply) => {
+                    let _ = reply.send(self.rotate());
+                    continue;
+                }
+            };
             let mut group = vec![first];
             let mut bytes = group[0].body.len();
             while bytes < 64 << 20 {
                 match rx.try_recv() {
-                    Ok(a) => {
+                    Ok(Msg::Append(a)) => {
                         bytes += a.body.len();
                         group.push(a);
+                    }
+                    Ok(rotate) => {
+                        pending = Some(rotate);
+                        break;
                     }
                     Err(_) => break,
                 }
             }
             self.commit_group(group);
         }
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        if self.end == self.file_start || self.failed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if self.sync {
+            self.file.sync_all()?;
+        }
+        self.file = create_file(&self.dir, self.end)?;
+        self.file_start = self.end;
+        Ok(())
     }
 
     fn commit_group(&mut self, group: Vec<Append<T>>) {
@@ -509,10 +560,10 @@ impl<T> Writer<T> {
         let mut buf = Vec::with_capacity(group.iter().map(|a| a.body.len() + 8).sum());
         let mut lsns = Vec::with_capacity(group.len());
         for a in group {
-            lsns.push(self.end + buf.len() as u64);
             buf.extend_from_slice(&(a.body.len() as u32).to_le_bytes());
             buf.extend_from_slice(&crc32fast::hash(&a.body).to_le_bytes());
             buf.extend_from_slice(&a.body);
+            lsns.push(self.end + buf.len() as u64);
         }
         self.file.write_all(&buf)?;
         if self.sync {
@@ -545,7 +596,7 @@ mod tests {
         let a = wal
             .append(key("b1", "s", 1), &[b"one".to_vec()], 1)
             .unwrap();
-        assert_eq!(a, Appended::Stored(0));
+        assert!(matches!(a, Appended::Stored(l) if l > 8));
         assert_eq!(
             wal.append(key("b1", "s", 1), &[b"one".to_vec()], 1)
                 .unwrap(),
@@ -585,7 +636,7 @@ mod tests {
         drop(wal);
         let (tx, _rx) = unbounded();
         let (_wal, replay, _) =
-            Wal::<u32>::open(dir.path(), replay[1].lsn, Dedup::default(), tx, true).unwrap();
+            Wal::<u32>::open(dir.path(), replay[0].lsn, Dedup::default(), tx, true).unwrap();
         assert_eq!(replay.len(), 1);
     }
 
@@ -608,7 +659,7 @@ mod tests {
         let (wal, replay, rec) =
             Wal::<()>::open(dir.path(), 0, Dedup::default(), tx, true).unwrap();
         assert_eq!(replay.len(), 2);
-        assert_eq!(rec.torn_bytes, full - 30 - replay[1].lsn - (full / 3));
+        assert_eq!(rec.torn_bytes, full - 30 - replay[1].lsn);
         assert!(rec.torn_at.is_some());
         // Appending after repair continues cleanly.
         wal.append(key("b9", "s", 9), &[b"after".to_vec()], ())
@@ -662,12 +713,12 @@ mod tests {
         }
         assert!(list_files(dir.path()).unwrap().len() >= 2);
         let before = wal.disk_bytes();
-        let removed = wal.truncate_before(lsns[4]).unwrap();
+        let removed = wal.truncate_before(lsns[3]).unwrap();
         assert!(removed > 0 && wal.disk_bytes() == before - removed);
         drop(wal);
         let (tx, _rx) = unbounded();
         let (_, replay, rec) =
-            Wal::<()>::open(dir.path(), lsns[4], Dedup::default(), tx, false).unwrap();
+            Wal::<()>::open(dir.path(), lsns[3], Dedup::default(), tx, false).unwrap();
         assert_eq!((replay.len(), rec.torn_bytes), (1, 0));
         assert_eq!(replay[0].lsn, lsns[4]);
     }
