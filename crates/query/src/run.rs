@@ -199,7 +199,7 @@ fn columnar_ok(q: &Query, views: &[PartView]) -> bool {
         n if is_builtin(n) => false,
         path => views
             .iter()
-            .all(|v| v.meta.paths.get(path).is_none_or(|p| !p.long)),
+            .all(|v| v.meta.paths.get(path).is_none_or(|p| !p.partial)),
     })
 }
 
@@ -501,7 +501,7 @@ impl<'a> Seg<'a> {
                         true,
                     ));
                 };
-                if info.long {
+                if info.partial {
                     return Ok((self.universe.clone(), false));
                 }
                 if let Some(lits) = leaf.eq_lits.as_ref().filter(|_| terms_answer(leaf)) {
@@ -989,7 +989,7 @@ fn count_fast_path(
             ExprKind::Field(f) if !is_builtin(f) => {
                 if views
                     .iter()
-                    .any(|v| v.meta.paths.get(f).is_some_and(|p| p.long))
+                    .any(|v| v.meta.paths.get(f).is_some_and(|p| p.partial))
                 {
                     return Ok(None);
                 }

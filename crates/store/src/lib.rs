@@ -13,7 +13,8 @@
 //!
 //! Dependencies: tantivy (inverted index, columnar fast fields, compressed doc store), crc32fast (WAL
 //! record checksums), crossbeam-channel (WAL group commit and the indexer queue), parking_lot (locks),
-//! serde/serde_json (checkpoint and partition metadata), quarry-parse (reading stored records again).
+//! serde/serde_json (checkpoint and partition metadata), quarry-parse (reading stored records again),
+//! rustc-hash (a fast hash set for the distinct words of a block).
 
 pub mod block;
 pub mod partition;
@@ -520,17 +521,11 @@ fn prepare(source: &Source, events: Vec<Event>) -> (Vec<Vec<u8>>, Vec<Prepared>)
                     p.delta.add_path(path, info);
                 }
             }
-            let block_at = p.docs.len();
-            p.docs.push(Doc::block(Vec::new(), Vec::new()));
-            let mut messages = Vec::with_capacity(block.len());
+            let words = tokenizer::block_words(block.iter().map(|e| e.message()));
+            p.docs.push(Doc::block(stored_payload, words));
             for e in block.iter_mut() {
                 p.docs.push(Doc::event(coords.clone(), e));
-                messages.push(match e.message.take() {
-                    Some(m) => m,
-                    None => std::mem::take(&mut e.raw),
-                });
             }
-            p.docs[block_at] = Doc::block(stored_payload, messages);
             p.delta.events += block.len() as u64;
             p.delta.blocks += 1;
             payloads.push(wal_payload);

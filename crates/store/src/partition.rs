@@ -142,7 +142,7 @@ impl Delta {
         match self.paths.get_mut(path) {
             Some(p) => {
                 p.types |= info.types;
-                p.long |= info.long;
+                p.partial |= info.partial;
             }
             None => {
                 self.paths.insert(path.to_string(), info);
@@ -287,7 +287,7 @@ impl Partition {
         for (p, info) in &delta.paths {
             let e = m.paths.entry(p.clone()).or_default();
             e.types |= info.types;
-            e.long |= info.long;
+            e.partial |= info.partial;
         }
         st.dirty = true;
         st.last_used = Instant::now();

@@ -16,13 +16,13 @@
 //! Documents are [`Doc`]s: they hand tantivy borrowed views of the parsed event, so building one copies
 //! no field.
 
-use crate::tokenizer::{LogTokenizer, LOG_TOKENIZER};
+use crate::tokenizer::{LogTokenizer, LOG_TOKENIZER, WORDS_TOKENIZER};
 use quarry_model::{Event, Source, Value};
 use std::sync::Arc;
 use tantivy::schema::document::{ReferenceValue, ReferenceValueLeaf};
 use tantivy::schema::{
     Field, IndexRecordOption, JsonObjectOptions, NumericOptions, Schema, TextFieldIndexing,
-    TextOptions, FAST, INDEXED, STORED,
+    TextOptions, FAST, STORED,
 };
 use tantivy::{Index, Term};
 
@@ -32,7 +32,8 @@ pub const TS: &str = "ts";
 pub const F: &str = "f";
 /// Numeric fields (JSON, fast columns only); on event documents only.
 pub const N: &str = "n";
-/// Message words of the block's events; on block documents only.
+/// Message words of the block's events (each distinct word once, see
+/// [`crate::tokenizer::block_words`]); on block documents only.
 pub const MSG: &str = "msg";
 /// The stored block payload; on block documents only.
 pub const BLOCK: &str = "block";
@@ -79,13 +80,13 @@ pub fn schema() -> (Schema, Fields) {
         MSG,
         TextOptions::default().set_indexing_options(
             TextFieldIndexing::default()
-                .set_tokenizer(LOG_TOKENIZER)
+                .set_tokenizer(WORDS_TOKENIZER)
                 .set_index_option(IndexRecordOption::Basic)
                 .set_fieldnorms(false),
         ),
     );
     let block = b.add_bytes_field(BLOCK, STORED);
-    let is_block = b.add_u64_field(IS_BLOCK, NumericOptions::default() | INDEXED);
+    let is_block = b.add_u64_field(IS_BLOCK, NumericOptions::default().set_indexed());
     (
         b.build(),
         Fields {
@@ -104,6 +105,10 @@ pub fn register_tokenizers(index: &Index) {
     index
         .tokenizers()
         .register(LOG_TOKENIZER, LogTokenizer::default());
+    index.tokenizers().register(
+        WORDS_TOKENIZER,
+        tantivy::tokenizer::WhitespaceTokenizer::default(),
+    );
 }
 
 /// Escapes a flat field path for tantivy's JSON path syntax (dots inside a key are not separators).
@@ -141,8 +146,34 @@ pub fn field_term(fields: &Fields, path: &str, value: &Value) -> Option<Term> {
 pub struct PathInfo {
     /// Bit set of value types seen: 1 string, 2 integer, 4 float, 8 bool, 16 null.
     pub types: u8,
-    /// Some string values were longer than [`MAX_FIELD_STR`] and are not in the index or columns.
-    pub long: bool,
+    /// Some values are not in the index or the columns (see [`indexed_str`]); queries on the path read
+    /// the events themselves.
+    pub partial: bool,
+}
+
+/// True for strings the index and columns keep as exact values: not longer than [`MAX_FIELD_STR`], not
+/// free text (longer than [`MAX_FIELD_TEXT`] with spaces, such as a syslog message: its words are in the
+/// word index already), and not timestamps (`requestReceivedTimestamp`, `eventTime`: unique per event,
+/// they would fill the dictionaries, and `@timestamp` answers time questions).
+pub fn indexed_str(s: &str) -> bool {
+    s.len() <= MAX_FIELD_STR && !(s.len() > MAX_FIELD_TEXT && s.contains(' ')) && !is_timestamp(s)
+}
+
+/// Strings with spaces longer than this are free text, not exact values (see [`indexed_str`]).
+pub const MAX_FIELD_TEXT: usize = 64;
+
+fn is_timestamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    let d = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
+    b.len() >= 19
+        && (0..4).all(d)
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && matches!(b[10], b'T' | b' ')
+        && d(5)
+        && d(8)
+        && d(11)
+        && b[13] == b':'
 }
 
 /// Type bits of [`PathInfo::types`].
@@ -167,31 +198,31 @@ pub fn path_infos<'a>(
 ) -> impl Iterator<Item = (&'a str, PathInfo)> {
     let text = PathInfo {
         types: types::STR,
-        long: false,
+        partial: false,
     };
     let coords = source.coordinates().map(move |(p, _)| (p, text));
     let error = event.parse_error.as_ref().map(|_| ("@parseError", text));
     coords.chain(error).chain(event.fields.iter().map(|(p, v)| {
-        let (types, long) = match v {
-            Value::Str(s) => (types::STR, s.len() > MAX_FIELD_STR),
+        let (types, partial) = match v {
+            Value::Str(s) => (types::STR, !indexed_str(s)),
             Value::Int(_) => (types::INT, false),
             Value::Float(_) => (types::FLOAT, false),
             Value::Bool(_) => (types::BOOL, false),
             Value::Null => (types::NULL, false),
         };
-        (p, PathInfo { types, long })
+        (p, PathInfo { types, partial })
     }))
 }
 
 /// A document of a partition; it owns what it indexes.
 #[derive(Debug)]
 pub enum Doc {
-    /// A block: its payload and the messages of its events (indexed as words).
+    /// A block: its payload and the distinct words of its events' messages.
     Block {
         /// The block payload.
         payload: Vec<u8>,
-        /// The events' messages.
-        messages: Vec<String>,
+        /// The words, separated by spaces.
+        words: String,
     },
     /// An event.
     Event {
@@ -207,9 +238,9 @@ pub enum Doc {
 }
 
 impl Doc {
-    /// The block document of a payload and its events' messages.
-    pub fn block(payload: Vec<u8>, messages: Vec<String>) -> Doc {
-        Doc::Block { payload, messages }
+    /// The block document of a payload and its events' words.
+    pub fn block(payload: Vec<u8>, words: String) -> Doc {
+        Doc::Block { payload, words }
     }
 
     /// The event document of a parsed event (its fields are moved in).
@@ -245,7 +276,7 @@ impl Doc {
         }
         for (k, v) in fields.iter() {
             let v = match (v, numbers) {
-                (Value::Str(s), false) if s.len() <= MAX_FIELD_STR => DocValue::Str(s.as_str()),
+                (Value::Str(s), false) if indexed_str(s) => DocValue::Str(s.as_str()),
                 (Value::Bool(b), false) => DocValue::Bool(*b),
                 (Value::Int(i), true) => DocValue::I64(*i),
                 (Value::Float(x), true) if x.is_finite() => DocValue::F64(*x),
@@ -308,13 +339,12 @@ impl tantivy::Document for Doc {
     fn iter_fields_and_values(&self) -> Self::FieldsValuesIter<'_> {
         let f = fields();
         match self {
-            Doc::Block { payload, messages } => {
-                let mut v = Vec::with_capacity(messages.len() + 2);
-                v.push((f.is_block, DocValue::U64(1)));
-                v.push((f.block, DocValue::Bytes(payload)));
-                v.extend(messages.iter().map(|m| (f.msg, DocValue::Str(m))));
-                v.into_iter()
-            }
+            Doc::Block { payload, words } => vec![
+                (f.is_block, DocValue::U64(1)),
+                (f.block, DocValue::Bytes(payload)),
+                (f.msg, DocValue::Str(words)),
+            ]
+            .into_iter(),
             Doc::Event { ts, .. } => vec![
                 (f.ts, DocValue::I64(*ts)),
                 (f.f, DocValue::Object(self, false)),

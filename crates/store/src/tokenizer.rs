@@ -14,6 +14,9 @@ use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
 /// Name under which the tokenizer is registered with tantivy.
 pub const LOG_TOKENIZER: &str = "quarry_log";
 
+/// Name of the tokenizer of already-tokenized text ([`block_words`]): words separated by spaces.
+pub const WORDS_TOKENIZER: &str = "quarry_words";
+
 /// Longest token that is indexed, in bytes.
 pub const MAX_TOKEN_LEN: usize = 128;
 
@@ -104,7 +107,7 @@ fn skipped(word: &[u8]) -> bool {
 
 /// Calls `sink(word, from, to)` for every indexed token of `text`; the word is not yet lower-cased.
 /// `bounded_only` keeps only tokens of chunks that do not touch the start or end of `text`.
-fn each_token(text: &str, bounded_only: bool, mut sink: impl FnMut(&str, usize, usize)) {
+fn each_token<'a>(text: &'a str, bounded_only: bool, mut sink: impl FnMut(&'a str, usize, usize)) {
     let b = text.as_bytes();
     let mut pos = 0;
     while pos < b.len() {
@@ -158,6 +161,33 @@ pub fn tokens(text: &str) -> Vec<String> {
         lower_into(w, &mut s);
         out.push(s);
     });
+    out
+}
+
+/// The distinct tokens of several texts (the messages of a block), lower-cased and joined by spaces:
+/// the block index needs each word once, and finding the repeats here is cheaper than indexing them.
+pub fn block_words<'a>(texts: impl Iterator<Item = &'a str>) -> String {
+    let mut seen: rustc_hash::FxHashSet<std::borrow::Cow<'a, str>> = Default::default();
+    let mut out = String::new();
+    for text in texts {
+        each_token(text, false, |w, _, _| {
+            let word: std::borrow::Cow<'a, str> =
+                if w.bytes().any(|b| b.is_ascii_uppercase() || b >= 0x80) {
+                    let mut s = String::new();
+                    lower_into(w, &mut s);
+                    s.into()
+                } else {
+                    w.into()
+                };
+            if !seen.contains(&word) {
+                if !out.is_empty() {
+                    out.push(' ');
+                }
+                out.push_str(&word);
+                seen.insert(word);
+            }
+        });
+    }
     out
 }
 
@@ -285,6 +315,12 @@ mod tests {
             "x".repeat(MAX_TOKEN_LEN + 1)
         ));
         assert_eq!(t, vec!["i0501", "ok"]);
+    }
+
+    #[test]
+    fn block_words_are_distinct_and_lower_case() {
+        let w = block_words(["GET /api ok", "get /API ok 10.0.0.1:80"].into_iter());
+        assert_eq!(w, "get /api api ok 10.0.0.1:80 10.0.0.1 80");
     }
 
     #[test]
