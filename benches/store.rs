@@ -143,7 +143,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The raw input.
     let (raw, needles): (PathBuf, Vec<(&str, String)>) = if a.loghub {
-        let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/node_logs/loghub");
+        // The sixteen raw logs (the folder also holds parsed CSVs and templates, which are not logs).
+        let p = a.dir.join("loghub");
+        std::fs::create_dir_all(&p)?;
+        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/node_logs/loghub");
+        for system in std::fs::read_dir(&src)? {
+            let system = system?.path();
+            let name = system
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
+            let log = system.join(format!("{name}_2k.log"));
+            if log.exists() {
+                std::fs::copy(&log, p.join(format!("{name}_2k.log")))?;
+            }
+        }
         let needles = vec![
             ("IP", r#"search "173.234.31.186""#.to_string()),
             ("user name", r#"search "webmaster""#.to_string()),

@@ -24,7 +24,7 @@ pub mod tokenizer;
 pub mod wal;
 
 use block::{BlockMeta, StoredEventRef, BLOCK_EVENTS};
-use crossbeam_channel::{unbounded, Receiver, Sender};
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use parking_lot::{Mutex, RwLock};
 use partition::{Delta, PartKey, PartView, Partition, WriterConfig};
 use quarry_model::{Event, Kind, Source};
@@ -62,6 +62,9 @@ pub enum StoreError {
     #[error("the store is open read-only")]
     ReadOnly,
 }
+
+/// Durable batches waiting to be indexed, at most.
+const WORK_QUEUE: usize = 8;
 
 /// Retention rules per source kind.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -102,7 +105,7 @@ impl StoreConfig {
             fsync: true,
             writer: WriterConfig {
                 threads: 1,
-                memory: 128 << 20,
+                memory: 32 << 20,
                 zstd_level: 3,
             },
             max_open_writers: 8,
@@ -250,7 +253,9 @@ impl Store {
             Err(e) => return Err(e.into()),
         };
         let parts = open_partitions(&cfg, true)?;
-        let (work_tx, work_rx) = unbounded();
+        // Bounded: when indexing falls behind, the WAL writer waits, and so do new batches (backpressure
+        // instead of an ever-growing queue of documents in memory).
+        let (work_tx, work_rx) = bounded(WORK_QUEUE);
         let (wal, replay, recovery) = Wal::open(
             &cfg.data_dir.join("wal"),
             checkpoint.replay_from,
@@ -568,8 +573,10 @@ impl Inner {
         }
         for (key, (docs, delta)) in by_part {
             self.partition(key)?.apply(lsn, docs, &delta)?;
+            // A batch may span many days: keep the open writers (and their memory) bounded as it goes.
+            self.limit_writers()?;
         }
-        self.limit_writers()
+        Ok(())
     }
 
     /// Closes least recently used writers beyond the configured number.
