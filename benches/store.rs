@@ -67,7 +67,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Times a query `runs` times; returns (median ms, rows, candidates, events in range).
+/// Times a query `runs` times; returns (median ms, rows (or the count of a `stats count(*) as n`),
+/// candidates, events in range).
 fn time_query(store: &Store, q: &str, runs: usize) -> (f64, usize, u64, u64) {
     let mut times = Vec::new();
     let mut last = None;
@@ -160,8 +161,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         let needles = vec![
-            ("IP", r#"search "173.234.31.186""#.to_string()),
-            ("user name", r#"search "webmaster""#.to_string()),
+            (
+                "IP",
+                r#"search "173.234.31.186" | stats count(*) as n"#.to_string(),
+            ),
+            (
+                "user name",
+                r#"search "webmaster" | stats count(*) as n"#.to_string(),
+            ),
         ];
         (p, needles)
     } else {
@@ -186,7 +193,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let attack = quarry_demo::attack(&cfg);
         let needles = vec![
-            ("IP", format!("search \"{}\"", attack.exfil_ip)),
+            (
+                "IP",
+                format!("search \"{}\" | stats count(*) as n", attack.exfil_ip),
+            ),
             (
                 "user name",
                 format!(
@@ -265,7 +275,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let rg = time_rg(&rg_needle(q), &raw, 3);
         match rg {
             Some((rg_ms, lines)) => println!(
-                "needle ({what}): {ms:.1} ms, {rows} rows ({cand} candidates of {total} events) | rg {rg_ms:.0} ms, {lines} lines | {:.0}x faster",
+                "needle ({what}) `{q}`: {ms:.1} ms, {rows} events ({cand} candidates of {total}) | rg {rg_ms:.0} ms, {lines} lines | {:.0}x faster",
                 rg_ms / ms
             ),
             None => println!("needle ({what}): {ms:.1} ms, {rows} rows | rg not installed (apt-get install ripgrep)"),

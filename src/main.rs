@@ -33,6 +33,80 @@ struct Cli {
     /// Log level of Quarry's own logs (error, warn, info, debug, trace); JSON when stderr is not a terminal.
     #[arg(long, global = true, env = "QUARRY_LOG", default_value = "info")]
     log: String,
+    /// A TOML file of settings, e.g. `data_dir = "/var/lib/quarry"` and `[retention] audit = "2190d"`.
+    /// Its keys are the long options with `_` for `-`; environment variables (QUARRY_*) and options
+    /// given on the command line win over it.
+    #[arg(long, global = true, env = "QUARRY_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+/// Settings a configuration file may hold, and the environment variable each one fills.
+const CONFIG_KEYS: [(&str, &str); 10] = [
+    ("data_dir", "QUARRY_DATA_DIR"),
+    ("listen", "QUARRY_LISTEN"),
+    ("server", "QUARRY_SERVER"),
+    ("cluster", "QUARRY_CLUSTER"),
+    ("commit_interval", "QUARRY_COMMIT_INTERVAL"),
+    ("retention", "QUARRY_RETENTION"),
+    ("retention_size", "QUARRY_RETENTION_SIZE"),
+    ("writer_memory_mb", "QUARRY_WRITER_MEMORY_MB"),
+    ("writer_threads", "QUARRY_WRITER_THREADS"),
+    ("log", "QUARRY_LOG"),
+];
+
+/// Reads the configuration file named by `--config` or `QUARRY_CONFIG` (before the arguments are
+/// parsed) and sets the QUARRY_* variables it fills that are not set already, so that the order of
+/// precedence is: command line, environment, file, defaults.
+fn load_config() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let from_args = args
+        .iter()
+        .enumerate()
+        .find_map(|(i, a)| match a.strip_prefix("--config") {
+            Some("") => args.get(i + 1).cloned(),
+            Some(rest) => rest.strip_prefix('=').map(str::to_string),
+            None => None,
+        });
+    let Some(path) = from_args.or_else(|| std::env::var("QUARRY_CONFIG").ok()) else {
+        return Ok(());
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the configuration file {path}"))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("{path} is not valid TOML"))?;
+    for (key, value) in table {
+        let Some((_, var)) = CONFIG_KEYS
+            .iter()
+            .find(|(k, _)| *k == key.replace('-', "_"))
+        else {
+            let known: Vec<&str> = CONFIG_KEYS.iter().map(|(k, _)| *k).collect();
+            bail!(
+                "{path}: unknown setting {key:?}; known settings: {}",
+                known.join(", ")
+            );
+        };
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Table(t) => t
+                .iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{k}={}",
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string())
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.to_string(),
+        };
+        if std::env::var_os(var).is_none() {
+            std::env::set_var(var, text);
+        }
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -58,10 +132,10 @@ struct StoreArgs {
     /// Keep each kind for this long, e.g. `audit=2190d,container=30d` (kinds: container, audit, vpcflow,
     /// cloudtrail, syslog, json, text). Whole days are deleted once past the age. Default: keep forever.
     #[arg(long, env = "QUARRY_RETENTION", value_parser = parse_retention_age)]
-    retention: Option<Vec<(Kind, i64)>>,
+    retention: Option<PerKind<i64>>,
     /// Keep at most this much disk per kind, oldest days deleted first, e.g. `container=50GB,vpcflow=20GB`.
     #[arg(long, env = "QUARRY_RETENTION_SIZE", value_parser = parse_retention_size)]
-    retention_size: Option<Vec<(Kind, u64)>>,
+    retention_size: Option<PerKind<u64>>,
     /// Memory budget of each partition's index writer, in MiB.
     #[arg(long, env = "QUARRY_WRITER_MEMORY_MB", default_value_t = 128)]
     writer_memory_mb: usize,
@@ -82,8 +156,16 @@ impl StoreArgs {
         cfg.writer.memory = self.writer_memory_mb.max(16) << 20;
         cfg.writer.threads = self.writer_threads.max(1);
         cfg.retention = Retention {
-            max_age_ns: self.retention.iter().flatten().copied().collect(),
-            max_bytes: self.retention_size.iter().flatten().copied().collect(),
+            max_age_ns: self
+                .retention
+                .iter()
+                .flat_map(|r| r.0.iter().copied())
+                .collect(),
+            max_bytes: self
+                .retention_size
+                .iter()
+                .flat_map(|r| r.0.iter().copied())
+                .collect(),
         };
         cfg
     }
@@ -193,11 +275,15 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{s:?} is not a duration such as 500ms, 2s, 5m, 1h, 30d"))
 }
 
+/// A value per source kind, as `audit=2190d,container=30d` gives it.
+#[derive(Clone, Debug)]
+struct PerKind<T>(Vec<(Kind, T)>);
+
 fn kind_pairs<T>(
     s: &str,
     value: impl Fn(&str) -> Option<T>,
     what: &str,
-) -> Result<Vec<(Kind, T)>, String> {
+) -> Result<PerKind<T>, String> {
     s.split(',')
         .filter(|p| !p.trim().is_empty())
         .map(|pair| {
@@ -208,14 +294,15 @@ fn kind_pairs<T>(
             let v = value(v.trim()).ok_or_else(|| format!("{pair:?}: {v:?} is not {what}"))?;
             Ok((kind, v))
         })
-        .collect()
+        .collect::<Result<Vec<_>, String>>()
+        .map(PerKind)
 }
 
-fn parse_retention_age(s: &str) -> Result<Vec<(Kind, i64)>, String> {
+fn parse_retention_age(s: &str) -> Result<PerKind<i64>, String> {
     kind_pairs(s, quarry_query::parse_duration, "a duration such as 30d")
 }
 
-fn parse_retention_size(s: &str) -> Result<Vec<(Kind, u64)>, String> {
+fn parse_retention_size(s: &str) -> Result<PerKind<u64>, String> {
     let size = |v: &str| {
         let v = v.to_ascii_uppercase();
         let (n, mult) = [
@@ -246,6 +333,10 @@ fn init_logs(level: &str) {
 }
 
 fn main() {
+    if let Err(e) = load_config() {
+        eprintln!("error: {e:#}");
+        std::process::exit(2);
+    }
     let cli = Cli::parse();
     init_logs(&cli.log);
     let result = match cli.cmd {

@@ -350,3 +350,49 @@ fn ingest_api_answers_and_refuses_clearly() {
     );
     server.stop();
 }
+
+#[test]
+fn a_configuration_file_sets_defaults_and_refuses_unknown_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("quarry.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = {:?}\nlisten = \"127.0.0.1:{port}\"\ncommit_interval = \"500ms\"\n[retention]\naudit = \"2190d\"\ncontainer = \"30d\"\n",
+            data.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut child = quarry()
+        .args(["server", "--log", "warn", "--config"])
+        .arg(&cfg)
+        .spawn()
+        .unwrap();
+    let client = quarry_transport::Client::new(&format!("http://127.0.0.1:{port}")).unwrap();
+    let started = std::time::Instant::now();
+    while !client.healthy() {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "server from the configuration file did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(data.join("wal").is_dir());
+    let _ = child.kill();
+    let _ = child.wait();
+
+    std::fs::write(&cfg, "data_dir = \"/tmp/x\"\nretention_days = 3\n").unwrap();
+    let out = quarry()
+        .args(["server", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown setting \"retention_days\"") && err.contains("retention_size"),
+        "{err}"
+    );
+}

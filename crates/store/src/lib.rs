@@ -26,7 +26,7 @@ pub mod wal;
 use block::{BlockMeta, StoredEventRef, BLOCK_EVENTS};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use parking_lot::{Mutex, RwLock};
-use partition::{Delta, PartKey, PartView, Partition, WriterConfig};
+use partition::{PartKey, PartMeta, PartView, Partition, WriterConfig};
 use quarry_model::{Event, Kind, Source};
 use schema::Doc;
 use serde::{Deserialize, Serialize};
@@ -197,7 +197,7 @@ pub struct StoreStats {
 pub struct Prepared {
     key: PartKey,
     docs: Vec<Doc>,
-    delta: Delta,
+    delta: PartMeta,
 }
 
 enum Work {
@@ -497,7 +497,7 @@ fn prepare(source: &Source, events: Vec<Event>) -> (Vec<Vec<u8>>, Vec<Prepared>)
         let mut p = Prepared {
             key,
             docs: Vec::with_capacity(evs.len() + evs.len() / BLOCK_EVENTS + 1),
-            delta: Delta::new(),
+            delta: PartMeta::empty(),
         };
         let mut start = 0;
         while start < evs.len() {
@@ -563,13 +563,13 @@ impl Inner {
     /// Adds one WAL record's documents. All documents of a partition go in one call: a partition takes
     /// a record once, so a record split over several calls would lose all but the first.
     fn apply(&self, lsn: u64, prepared: Vec<Prepared>) -> Result<(), StoreError> {
-        let mut by_part: BTreeMap<PartKey, (Vec<Doc>, Delta)> = BTreeMap::new();
+        let mut by_part: BTreeMap<PartKey, (Vec<Doc>, PartMeta)> = BTreeMap::new();
         for p in prepared {
             let (docs, delta) = by_part
                 .entry(p.key)
-                .or_insert_with(|| (Vec::new(), Delta::new()));
+                .or_insert_with(|| (Vec::new(), PartMeta::empty()));
             docs.extend(p.docs);
-            delta.merge(p.delta);
+            delta.merge(&p.delta);
         }
         for (key, (docs, delta)) in by_part {
             self.partition(key)?.apply(lsn, docs, &delta)?;

@@ -86,58 +86,29 @@ pub struct PartMeta {
 }
 
 impl PartMeta {
-    fn empty() -> Self {
+    /// Metadata of nothing (also what a batch starts adding from).
+    pub fn empty() -> Self {
         PartMeta {
             min_ts: i64::MAX,
             max_ts: i64::MIN,
             ..PartMeta::default()
         }
     }
-}
 
-/// What one WAL record adds to a partition besides its documents.
-#[derive(Debug, Default)]
-pub struct Delta {
-    /// Events added.
-    pub events: u64,
-    /// Blocks added.
-    pub blocks: u64,
-    /// Raw bytes added.
-    pub raw_bytes: u64,
-    /// Parse errors among them.
-    pub parse_errors: u64,
-    /// Earliest time.
-    pub min_ts: i64,
-    /// Latest time.
-    pub max_ts: i64,
-    /// Paths seen.
-    pub paths: BTreeMap<String, PathInfo>,
-}
-
-impl Delta {
-    /// An empty delta.
-    pub fn new() -> Self {
-        Delta {
-            min_ts: i64::MAX,
-            max_ts: i64::MIN,
-            ..Delta::default()
-        }
-    }
-
-    /// Adds another delta of the same partition.
-    pub fn merge(&mut self, o: Delta) {
+    /// Adds what another batch of the same partition holds (its `lsn` is not taken).
+    pub fn merge(&mut self, o: &PartMeta) {
         self.events += o.events;
         self.blocks += o.blocks;
         self.raw_bytes += o.raw_bytes;
         self.parse_errors += o.parse_errors;
         self.min_ts = self.min_ts.min(o.min_ts);
         self.max_ts = self.max_ts.max(o.max_ts);
-        for (p, info) in o.paths {
-            self.add_path(&p, info);
+        for (p, info) in &o.paths {
+            self.add_path(p, *info);
         }
     }
 
-    /// Folds one event's path catalogue into the delta.
+    /// Folds one field path's types into the catalogue.
     pub fn add_path(&mut self, path: &str, info: PathInfo) {
         match self.paths.get_mut(path) {
             Some(p) => {
@@ -261,7 +232,7 @@ impl Partition {
     }
 
     /// Adds the documents of one WAL record. Returns false (adding nothing) if the record is already held.
-    pub fn apply(&self, lsn: u64, docs: Vec<Doc>, delta: &Delta) -> Result<bool, StoreError> {
+    pub fn apply(&self, lsn: u64, docs: Vec<Doc>, delta: &PartMeta) -> Result<bool, StoreError> {
         let mut st = self.state.lock();
         if st.meta.lsn.is_some_and(|held| lsn <= held) {
             return Ok(false);
@@ -276,19 +247,8 @@ impl Partition {
             let ops: Vec<_> = docs.into_iter().map(UserOperation::Add).collect();
             w.run(ops)?;
         }
-        let m = &mut st.meta;
-        m.events += delta.events;
-        m.blocks += delta.blocks;
-        m.raw_bytes += delta.raw_bytes;
-        m.parse_errors += delta.parse_errors;
-        m.min_ts = m.min_ts.min(delta.min_ts);
-        m.max_ts = m.max_ts.max(delta.max_ts);
-        m.lsn = Some(lsn);
-        for (p, info) in &delta.paths {
-            let e = m.paths.entry(p.clone()).or_default();
-            e.types |= info.types;
-            e.partial |= info.partial;
-        }
+        st.meta.merge(delta);
+        st.meta.lsn = Some(lsn);
         st.dirty = true;
         st.last_used = Instant::now();
         Ok(true)
