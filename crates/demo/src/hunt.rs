@@ -208,12 +208,12 @@ pub fn print_hunt(
                     writeln!(out, "  {line}")?;
                 }
                 if more > 0 {
-                    writeln!(out, "  … {more} more rows")?;
+                    writeln!(out, "  … and {more} more")?;
                 }
                 writeln!(
                     out,
-                    "  {} ({} rows read of {} events, {:.0} ms)",
-                    step.why, r.stats.rows_read, r.stats.events_in_range, r.stats.elapsed_ms
+                    "  {} ({} of {} events left after the index, {:.0} ms)",
+                    step.why, r.stats.candidates, r.stats.events_in_range, r.stats.elapsed_ms
                 )?;
             }
             Err(e) => writeln!(out, "  query failed: {e}")?,

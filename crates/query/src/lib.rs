@@ -3,8 +3,10 @@
 //! [`parse_query`] reads a pipe-separated query (`filter ... | stats ... by ... | sort ... | limit ...`)
 //! into a [`Query`] tree whose nodes carry [`Span`]s, reporting mistakes as a [`QueryError`] with line,
 //! column and what was expected. [`Pipeline`] runs a query over rows pushed one at a time, newest first
-//! (as the store yields them), and produces a [`Table`]. A planner can inspect the tree (public enums in
-//! [`ast`]) to push filters into an index and run only the rest here.
+//! (as the store yields them), and produces a [`Table`]. [`run`] runs a query over the store: the
+//! planner (`plan.rs`) turns the leading filters into index lookups and column scans, and `run.rs`
+//! feeds the pipeline the events that are left, read from columns or from their blocks; simple counts
+//! are made straight from the columns. `search "text"` is Quarry's addition: words through the index.
 //!
 //! Semantics follow Logs Insights: numeric strings compare with numbers as numbers
 //! (`responseStatus.code in ["401","403"]` matches 403); a missing field is null, comparisons with
@@ -16,7 +18,9 @@
 //! Dependencies: `regex` for `like /re/`, `=~` and `parse` (linear-time, so no query can hang the
 //! server); `memchr` for the precompiled substring search behind `like "text"`; `ipnet` for CIDR
 //! parsing and containment (`isIpInSubnet`, v4 and v6); `thiserror` for the error types;
-//! `serde_json` for [`Table::to_json`]; `quarry-model` for [`quarry_model::Value`] and time helpers.
+//! `serde_json` for [`Table::to_json`]; `quarry-model` for [`quarry_model::Value`] and time helpers;
+//! `quarry-store` and `tantivy` for the segments queries run over; `rustc-hash` for fast group maps;
+//! `serde` for the run statistics the API returns.
 
 pub mod ast;
 mod error;

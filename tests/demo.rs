@@ -1,0 +1,77 @@
+//! `quarry demo`: the generated cluster is loaded, the guided hunt uncovers every step of the attack,
+//! and the server then serves the data until it is stopped.
+
+mod common;
+
+use common::{free_port, quarry, query};
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+#[test]
+fn demo_hunts_down_the_attack_then_serves_the_data() {
+    let port = free_port();
+    let mut child = quarry()
+        .args([
+            "demo",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--log",
+            "warn",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut out = String::new();
+    let started = Instant::now();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        out.push_str(&line);
+        out.push('\n');
+        if line.contains("The server is up") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "demo too slow:\n{out}"
+        );
+    }
+    // The hunt found each step: the probing address, the stolen token's secrets, the exec, the
+    // privileged pod, the cluster-admin binding and the exfiltration.
+    for needle in [
+        "203.0.113.66   system:anonymous",
+        "system:serviceaccount:payments:payments-api",
+        "stripe-api-key",
+        "payments-api-tdrzhsg2hl-wsl54",
+        "kube-node-debugger",
+        "eks-node-debugger",
+        "cluster-admin",
+        "198.51.100.77",
+    ] {
+        assert!(
+            out.contains(needle),
+            "{needle:?} missing from the hunt:\n{out}"
+        );
+    }
+    assert!(!out.contains("query failed"), "{out}");
+    // The 42 SSH failures from the attacker on one node are the top row of step 3.
+    assert!(
+        out.lines()
+            .any(|l| l.contains("203.0.113.66") && l.trim_end().ends_with(" 42")),
+        "{out}"
+    );
+
+    // The data stays served.
+    let rows = query(
+        &format!("http://127.0.0.1:{port}"),
+        r#"search "198.51.100.77" | stats count(*) as n"#,
+    );
+    assert_eq!(rows[0]["n"], 13);
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
