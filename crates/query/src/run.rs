@@ -146,7 +146,6 @@ pub fn run(store: &Store, text: &str, opts: &RunOptions) -> Result<RunOutput, Ru
 
     if let Some(table) = count_fast_path(&order, &segs, &views, now, opts)? {
         stats.mode = "columnar counts";
-        stats.rows_read = 0;
         stats.elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
         return Ok(RunOutput { table, stats });
     }
