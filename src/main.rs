@@ -524,6 +524,12 @@ fn query(a: QueryArgs) -> Result<()> {
             Table::from_json(resp.columns, &resp.rows)
         }
         (None, Some(dir)) => {
+            if !dir.join("wal").is_dir() {
+                bail!(
+                    "{} is not a Quarry data directory (no wal/ in it)",
+                    dir.display()
+                );
+            }
             let now = quarry_model::time::now_nanos();
             let (from, to) =
                 parse_time_range(a.since.as_deref(), a.from.as_deref(), a.to.as_deref(), now)?;
