@@ -173,6 +173,17 @@ fn import_shared_data_and_hunt_over_http() {
         "{body}"
     );
     let out = quarry()
+        .args(["query", "--data-dir"])
+        .arg(dir.path().join("typo"))
+        .arg("stats count(*)")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a Quarry data directory"));
+    assert!(
+        !dir.path().join("typo").exists(),
+        "a mistyped data directory must not be created"
+    );
+    let out = quarry()
         .args(["query", "--server", &url, "stats count(*) by"])
         .output()
         .unwrap();
