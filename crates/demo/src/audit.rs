@@ -3,7 +3,7 @@
 
 use crate::fmt::{self, json_escape, Clock};
 use crate::rng::{self, Rng};
-use crate::stream::{Sched, Script, Stream, SCRIPT};
+use crate::stream::{Actors, Sched, Script, SCRIPT};
 use crate::topo::{user_json, App, Topo, CP_BUILD, KUBELET_UA};
 use quarry_model::time::NANOS_PER_SEC;
 use std::sync::Arc;
@@ -912,15 +912,13 @@ impl AuditStream {
     }
 }
 
-impl Stream for AuditStream {
-    fn fill(&mut self, out: &mut Vec<u8>, limit: usize) -> bool {
-        while out.len() < limit {
-            let Some((t, a)) = self.sched.pop() else {
-                return false;
-            };
-            self.fire(t, a, out);
-        }
-        true
+impl Actors for AuditStream {
+    fn sched(&mut self) -> &mut Sched {
+        &mut self.sched
+    }
+
+    fn fire(&mut self, t: i64, a: u32, out: &mut Vec<u8>) {
+        AuditStream::fire(self, t, a, out)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::fmt::{self, Clock};
 use crate::rng::{self, Rng};
-use crate::stream::{CriLine, Sched, Script, Stream, SCRIPT};
+use crate::stream::{Actors, CriLine, Sched, Script, SCRIPT};
 use crate::topo::{App, Pod, Topo};
 use quarry_model::time::NANOS_PER_SEC;
 use std::sync::Arc;
@@ -1358,14 +1358,12 @@ fn debugger_script(t: &Topo, r: &mut Rng, items: &mut Vec<(i64, CriLine)>) {
     ));
 }
 
-impl Stream for CriStream {
-    fn fill(&mut self, out: &mut Vec<u8>, limit: usize) -> bool {
-        while out.len() < limit {
-            let Some((t, a)) = self.sched.pop() else {
-                return false;
-            };
-            self.fire(t, a, out);
-        }
-        true
+impl Actors for CriStream {
+    fn sched(&mut self) -> &mut Sched {
+        &mut self.sched
+    }
+
+    fn fire(&mut self, t: i64, a: u32, out: &mut Vec<u8>) {
+        CriStream::fire(self, t, a, out)
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::fmt::{self, Clock};
 use crate::rng::{self, Rng};
-use crate::stream::{Sched, Script, Stream, SysLine, SCRIPT};
+use crate::stream::{Actors, Sched, Script, SysLine, SCRIPT};
 use crate::topo::{App, Node, Pod, Topo};
 use quarry_model::time::NANOS_PER_SEC;
 use std::sync::Arc;
@@ -755,15 +755,13 @@ impl NodeStream {
     }
 }
 
-impl Stream for NodeStream {
-    fn fill(&mut self, out: &mut Vec<u8>, limit: usize) -> bool {
-        while out.len() < limit {
-            let Some((t, a)) = self.sched.pop() else {
-                return false;
-            };
-            self.fire(t, a, out);
-        }
-        true
+impl Actors for NodeStream {
+    fn sched(&mut self) -> &mut Sched {
+        &mut self.sched
+    }
+
+    fn fire(&mut self, t: i64, a: u32, out: &mut Vec<u8>) {
+        NodeStream::fire(self, t, a, out)
     }
 }
 

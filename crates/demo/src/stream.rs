@@ -10,6 +10,27 @@ pub trait Stream {
     fn fill(&mut self, out: &mut Vec<u8>, limit: usize) -> bool;
 }
 
+/// A file written by numbered actors on a [`Sched`]: each event an actor fires writes its lines and
+/// reschedules it.
+pub trait Actors {
+    /// The scheduler of the actors.
+    fn sched(&mut self) -> &mut Sched;
+    /// Writes actor `a`'s lines for time `t` and schedules its next event.
+    fn fire(&mut self, t: i64, a: u32, out: &mut Vec<u8>);
+}
+
+impl<T: Actors> Stream for T {
+    fn fill(&mut self, out: &mut Vec<u8>, limit: usize) -> bool {
+        while out.len() < limit {
+            let Some((t, a)) = self.sched().pop() else {
+                return false;
+            };
+            self.fire(t, a, out);
+        }
+        true
+    }
+}
+
 /// Actors (numbered) waiting for their next event time; ties go to the lower number.
 pub struct Sched {
     heap: BinaryHeap<Reverse<(i64, u32)>>,

@@ -516,37 +516,28 @@ impl<'a> Parser<'a> {
     }
 
     fn or(&mut self) -> Result<PExpr, QueryError> {
-        let (first, mut depth) = self.and()?;
-        if !self.peek_is_kw("or")? {
-            return Ok((first, depth));
-        }
-        let mut terms = vec![first];
-        while self.peek_is_kw("or")? {
-            self.next()?;
-            let (e, d) = self.and()?;
-            depth = depth.max(d);
-            terms.push(e);
-        }
-        let span = terms[0].span.to(terms[terms.len() - 1].span);
-        let depth = Self::deeper(span, depth + 1)?;
-        Ok((
-            Expr {
-                kind: ExprKind::Or(terms),
-                span,
-            },
-            depth,
-        ))
+        self.joined("or", Self::and, ExprKind::Or)
     }
 
     fn and(&mut self) -> Result<PExpr, QueryError> {
-        let (first, mut depth) = self.not()?;
-        if !self.peek_is_kw("and")? {
+        self.joined("and", Self::not, ExprKind::And)
+    }
+
+    /// `term (kw term)*`, flattened into one `And`/`Or` node when there is more than one term.
+    fn joined(
+        &mut self,
+        kw: &str,
+        term: fn(&mut Self) -> Result<PExpr, QueryError>,
+        node: fn(Vec<Expr>) -> ExprKind,
+    ) -> Result<PExpr, QueryError> {
+        let (first, mut depth) = term(self)?;
+        if !self.peek_is_kw(kw)? {
             return Ok((first, depth));
         }
         let mut terms = vec![first];
-        while self.peek_is_kw("and")? {
+        while self.peek_is_kw(kw)? {
             self.next()?;
-            let (e, d) = self.not()?;
+            let (e, d) = term(self)?;
             depth = depth.max(d);
             terms.push(e);
         }
@@ -554,7 +545,7 @@ impl<'a> Parser<'a> {
         let depth = Self::deeper(span, depth + 1)?;
         Ok((
             Expr {
-                kind: ExprKind::And(terms),
+                kind: node(terms),
                 span,
             },
             depth,
