@@ -12,6 +12,8 @@ use quarry_transport::{Client, QueryRequest};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[global_allocator]
@@ -41,7 +43,7 @@ struct Cli {
 }
 
 /// Settings a configuration file may hold, and the environment variable each one fills.
-const CONFIG_KEYS: [(&str, &str); 10] = [
+const CONFIG_KEYS: [(&str, &str); 14] = [
     ("data_dir", "QUARRY_DATA_DIR"),
     ("listen", "QUARRY_LISTEN"),
     ("server", "QUARRY_SERVER"),
@@ -52,7 +54,14 @@ const CONFIG_KEYS: [(&str, &str); 10] = [
     ("writer_memory_mb", "QUARRY_WRITER_MEMORY_MB"),
     ("writer_threads", "QUARRY_WRITER_THREADS"),
     ("log", "QUARRY_LOG"),
+    ("state_dir", "QUARRY_STATE_DIR"),
+    ("pods_root", "QUARRY_PODS_ROOT"),
+    ("node_name", "NODE_NAME"),
+    ("metrics_listen", "QUARRY_METRICS_LISTEN"),
 ];
+
+/// The table of agent settings in the configuration file (read by `quarry agent` itself).
+const AGENT_TABLE: &str = "agent";
 
 /// Reads the configuration file named by `--config` or `QUARRY_CONFIG` (before the arguments are
 /// parsed) and sets the QUARRY_* variables it fills that are not set already, so that the order of
@@ -76,13 +85,16 @@ fn load_config() -> Result<()> {
         .parse()
         .with_context(|| format!("{path} is not valid TOML"))?;
     for (key, value) in table {
+        if key == AGENT_TABLE {
+            continue;
+        }
         let Some((_, var)) = CONFIG_KEYS
             .iter()
             .find(|(k, _)| *k == key.replace('-', "_"))
         else {
             let known: Vec<&str> = CONFIG_KEYS.iter().map(|(k, _)| *k).collect();
             bail!(
-                "{path}: unknown setting {key:?}; known settings: {}",
+                "{path}: unknown setting {key:?}; known settings: {}, and the [{AGENT_TABLE}] table",
                 known.join(", ")
             );
         };
@@ -119,6 +131,46 @@ enum Cmd {
     Query(QueryArgs),
     /// Generate a small cluster's last hour with an attack in it, load it, hunt, and serve it.
     Demo(DemoArgs),
+    /// Run the node agent (a DaemonSet): tail the node's container and node logs, add Kubernetes metadata,
+    /// redact secrets and ship everything to the server, forgetting a line only once the server has it
+    /// on disk. Settings beyond these options go in the configuration file's [agent] table (see the README).
+    Agent(AgentArgs),
+}
+
+#[derive(Args)]
+struct AgentArgs {
+    /// The server's base URL.
+    #[arg(long, env = "QUARRY_SERVER")]
+    server: String,
+    /// Directory for checkpoints and the disk queue (keep it across restarts: a hostPath).
+    #[arg(long, env = "QUARRY_STATE_DIR")]
+    state_dir: PathBuf,
+    /// The kubelet's pod log directory [default: /var/log/pods].
+    #[arg(long, env = "QUARRY_PODS_ROOT")]
+    pods_root: Option<PathBuf>,
+    /// The /var/log/containers link directory (links leading outside the pods root are followed)
+    /// [default: /var/log/containers, none when --pods-root is given].
+    #[arg(long, env = "QUARRY_CONTAINERS_ROOT")]
+    containers_root: Option<PathBuf>,
+    /// This node's name [default: the host name]; the DaemonSet passes spec.nodeName.
+    #[arg(long, env = "NODE_NAME")]
+    node_name: Option<String>,
+    /// Cluster name added to every event.
+    #[arg(long, env = "QUARRY_CLUSTER")]
+    cluster: Option<String>,
+    /// Do not watch the Kubernetes API: metadata comes from log paths only.
+    #[arg(long)]
+    no_kubernetes: bool,
+    /// Kubernetes API URL [default: in-cluster configuration, then kubeconfig].
+    #[arg(long, env = "QUARRY_KUBERNETES_API")]
+    kubernetes_api: Option<String>,
+    /// Address of /metrics and /healthz [default: 0.0.0.0:7701]; empty for none.
+    #[arg(long, env = "QUARRY_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
+    /// A node file to follow, as KIND:PATH, e.g. syslog:/var/log/auth.log or
+    /// audit:/var/log/kubernetes/audit/audit.log (repeatable; read from its end when first found).
+    #[arg(long = "file", value_name = "KIND:PATH")]
+    files: Vec<String>,
 }
 
 #[derive(Args, Clone)]
@@ -344,6 +396,7 @@ fn main() {
         Cmd::Import(a) => import(a),
         Cmd::Query(a) => query(a),
         Cmd::Demo(a) => demo(a),
+        Cmd::Agent(a) => agent(a, cli.config.as_deref()),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -626,4 +679,87 @@ fn demo(a: DemoArgs) -> Result<()> {
             "Press Ctrl-C to stop (the data directory is deleted unless you gave --data-dir)."
         );
     })
+}
+
+/// `quarry agent`: settings from the [agent] table of the configuration file, then the options.
+fn agent(a: AgentArgs, config: Option<&std::path::Path>) -> Result<()> {
+    let mut cfg = match config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| {
+                format!("cannot read the configuration file {}", path.display())
+            })?;
+            let mut table: toml::Table = text
+                .parse()
+                .with_context(|| format!("{} is not valid TOML", path.display()))?;
+            match table.remove(AGENT_TABLE) {
+                Some(t) => t
+                    .try_into()
+                    .with_context(|| format!("{}: bad [{AGENT_TABLE}] table", path.display()))?,
+                None => quarry_agent::AgentConfig::default(),
+            }
+        }
+        None => quarry_agent::AgentConfig::default(),
+    };
+    cfg.server = a.server;
+    cfg.state_dir = a.state_dir;
+    if let Some(p) = a.pods_root {
+        cfg.pods_root = p;
+        cfg.containers_root = None;
+    }
+    if let Some(c) = a.containers_root {
+        cfg.containers_root = Some(c);
+    }
+    if let Some(n) = a.node_name {
+        cfg.node_name = n;
+    }
+    if cfg.node_name.is_empty() {
+        cfg.node_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+    }
+    if a.cluster.is_some() {
+        cfg.cluster = a.cluster;
+    }
+    if a.no_kubernetes {
+        cfg.kubernetes = false;
+    }
+    if a.kubernetes_api.is_some() {
+        cfg.kubernetes_api = a.kubernetes_api;
+    }
+    if let Some(m) = a.metrics_listen {
+        cfg.metrics_listen = m;
+    }
+    for f in a.files {
+        let Some((kind, path)) = f.split_once(':') else {
+            bail!("--file {f:?}: expected KIND:PATH, e.g. syslog:/var/log/auth.log");
+        };
+        let kind: Kind = kind
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--file {f:?}: {e}"))?;
+        cfg.files.push(quarry_agent::config::FileConfig {
+            path: path.into(),
+            kind,
+            format: None,
+            multiline: None,
+            from_head: false,
+        });
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    std::thread::spawn(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            rt.block_on(shutdown_signal());
+            tracing::info!("stopping: queuing what was read and checkpointing");
+            flag.store(true, Ordering::Relaxed);
+        }
+    });
+    quarry_agent::run(cfg, stop, |addr| {
+        if let Some(addr) = addr {
+            tracing::info!(%addr, "agent metrics and health endpoint listening");
+        }
+    })?;
+    Ok(())
 }

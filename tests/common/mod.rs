@@ -30,7 +30,11 @@ pub struct Server {
 impl Server {
     /// Starts a server on `dir` and waits until `/healthz` answers.
     pub fn start(dir: &Path, extra: &[&str]) -> Server {
-        let port = free_port();
+        Server::start_on(dir, free_port(), extra)
+    }
+
+    /// Starts a server on `dir` listening on `port`.
+    pub fn start_on(dir: &Path, port: u16, extra: &[&str]) -> Server {
         let child = quarry()
             .args(["server", "--data-dir"])
             .arg(dir)

@@ -191,6 +191,7 @@ impl Gen {
                         namespace: Some(pod.ns.to_string()),
                         pod: Some(pod.name.clone()),
                         container: Some(pod.containers[c].to_string()),
+                        ..Source::default()
                     },
                     "cri",
                     cri::path(pod, pod.containers[c]),

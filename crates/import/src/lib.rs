@@ -688,6 +688,7 @@ mod tests {
                 namespace: Some("shop".into()),
                 pod: Some("web-1".into()),
                 container: Some("nginx".into()),
+                ..Source::default()
             }
         );
         // id-less names only when the records are container lines

@@ -13,6 +13,7 @@ pub use fields::{flatten_json, Fields, Value, MAX_FIELDS};
 pub use kind::{Kind, ParseKindError};
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Where a batch of records comes from: its kind and optional Kubernetes coordinates.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -34,6 +35,10 @@ pub struct Source {
     /// Container name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
+    /// Further metadata as full field paths, such as `kubernetes.pod_uid`, `kubernetes.container_image` or
+    /// `kubernetes.labels.app` (what the node agent learns from the Kubernetes API).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, String>,
 }
 
 impl Source {
@@ -45,8 +50,9 @@ impl Source {
         }
     }
 
-    /// The descriptor's coordinates as `(field path, value)` pairs, e.g. `("kubernetes.pod", "web-1")`.
-    pub fn coordinates(&self) -> impl Iterator<Item = (&'static str, &str)> {
+    /// The descriptor's coordinates as `(field path, value)` pairs, e.g. `("kubernetes.pod", "web-1")`,
+    /// the `extra` ones last.
+    pub fn coordinates(&self) -> impl Iterator<Item = (&str, &str)> {
         [
             ("kubernetes.cluster", &self.cluster),
             ("kubernetes.node", &self.node),
@@ -56,6 +62,7 @@ impl Source {
         ]
         .into_iter()
         .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+        .chain(self.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 }
 

@@ -140,6 +140,8 @@ pub(crate) struct Rec {
     pub(crate) order: u64,
     pub(crate) rt: Runtime,
     pub(crate) stream: String,
+    /// Offset in the decoder's input of the record's first physical line.
+    pub(crate) start: u64,
 }
 
 impl Rec {
@@ -154,6 +156,7 @@ impl Rec {
             order,
             rt,
             stream: stream.to_string(),
+            start: 0,
         }
     }
 

@@ -252,6 +252,8 @@ struct DocAccum {
     seen: usize,
     /// `None` while the format is still to be detected (Auto).
     fmt: Option<DocFormat>,
+    /// Offset in the input of the document's first line.
+    start: u64,
 }
 
 impl DocAccum {
@@ -297,6 +299,10 @@ pub struct Decoder {
     slots: [Slot; 6],
     text: Slot,
     order: u64,
+    /// Input offset of the line being read.
+    line_start: u64,
+    /// Input offset of the first byte in `carry`.
+    carry_start: u64,
 }
 
 /// The hint that marks a record cut at `n` bytes.
@@ -361,6 +367,8 @@ impl Decoder {
             slots: Default::default(),
             text: Slot::default(),
             order: 0,
+            line_start: 0,
+            carry_start: 0,
         }
     }
 
@@ -378,9 +386,10 @@ impl Decoder {
     /// without their own, and "now" for stamps without a year.
     pub fn feed(&mut self, chunk: &[u8], fallback_ts: i64, out: &mut Vec<Event>) {
         let before = out.len();
+        let base = self.stats.bytes;
         self.stats.bytes += chunk.len() as u64;
         let mut rest = chunk;
-        if !self.carry.is_empty() || self.carry_truncated {
+        if self.carrying() {
             match memchr::memchr(b'\n', rest) {
                 None => {
                     self.stash(rest);
@@ -391,16 +400,19 @@ impl Decoder {
                     rest = &rest[i + 1..];
                     let line = std::mem::take(&mut self.carry);
                     let tr = std::mem::replace(&mut self.carry_truncated, false);
+                    self.line_start = self.carry_start;
                     self.line(&line, tr, fallback_ts, out);
                     self.carry = line;
                     self.carry.clear();
                 }
             }
         }
+        let rest_base = base + (chunk.len() - rest.len()) as u64;
         let mut start = 0;
         for i in memchr::memchr_iter(b'\n', rest) {
             let line = &rest[start..i];
             let cap = self.line_cap();
+            self.line_start = rest_base + start as u64;
             if line.len() > cap {
                 self.line(&line[..cap], true, fallback_ts, out);
             } else {
@@ -408,7 +420,39 @@ impl Decoder {
             }
             start = i + 1;
         }
+        self.carry_start = rest_base + start as u64;
         self.stash(&rest[start..]);
+        self.count(before, out);
+    }
+
+    fn carrying(&self) -> bool {
+        !self.carry.is_empty() || self.carry_truncated
+    }
+
+    /// Input offset (counting every byte fed) where the oldest record not yet emitted begins: a line still
+    /// without its newline, pending partial lines, a held multi-line record or an open JSON document.
+    /// Everything before it has been emitted; when nothing is pending it is the number of bytes fed. A
+    /// reader that restarts from here with a new decoder reads the pending records again whole.
+    pub fn pending_offset(&self) -> u64 {
+        let recs = self.slots.iter().chain(std::iter::once(&self.text));
+        recs.flat_map(|s| [s.partial.as_ref(), s.held.as_ref()])
+            .flatten()
+            .map(|r| r.start)
+            .chain(self.doc.as_ref().map(|d| d.start))
+            .chain(self.carrying().then_some(self.carry_start))
+            .min()
+            .unwrap_or(self.stats.bytes)
+    }
+
+    /// Emits records held for joining (partial lines, multi-line records, an open JSON document) but keeps a
+    /// last line that has no newline yet: the flush of a stream that has gone quiet.
+    pub fn flush_records(&mut self, fallback_ts: i64, out: &mut Vec<Event>) {
+        let before = out.len();
+        if let Some(acc) = self.doc.take() {
+            self.finish_doc(acc, fallback_ts, out);
+        }
+        self.flush_container(out);
+        self.flush_text(out);
         self.count(before, out);
     }
 
@@ -417,19 +461,16 @@ impl Decoder {
     /// serves as an idle-time flush).
     pub fn finish(&mut self, fallback_ts: i64, out: &mut Vec<Event>) {
         let before = out.len();
-        if !self.carry.is_empty() || self.carry_truncated {
+        if self.carrying() {
             let line = std::mem::take(&mut self.carry);
             let tr = std::mem::replace(&mut self.carry_truncated, false);
+            self.line_start = self.carry_start;
             self.line(&line, tr, fallback_ts, out);
             self.carry = line;
             self.carry.clear();
         }
-        if let Some(acc) = self.doc.take() {
-            self.finish_doc(acc, fallback_ts, out);
-        }
-        self.flush_container(out);
-        self.flush_text(out);
         self.count(before, out);
+        self.flush_records(fallback_ts, out);
     }
 
     fn count(&mut self, before: usize, out: &[Event]) {
@@ -591,6 +632,7 @@ impl Decoder {
             truncated,
             seen: 0,
             fmt,
+            start: self.line_start,
         };
         acc.scan(text);
         self.doc = Some(acc);
@@ -611,6 +653,7 @@ impl Decoder {
                 truncated: false,
                 seen: 0,
                 fmt: None,
+                start: 0,
             };
             probe.scan(text);
             if probe.complete() && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
@@ -739,7 +782,9 @@ impl Decoder {
         let slot = p.slot();
         if self.slots[slot].partial.is_none() {
             let order = self.next_order();
-            self.slots[slot].partial = Some(Rec::new(p.ts, order, p.runtime, &p.stream));
+            let mut rec = Rec::new(p.ts, order, p.runtime, &p.stream);
+            rec.start = self.line_start;
+            self.slots[slot].partial = Some(rec);
         }
         let cap = self.cap;
         if let Some(rec) = self.slots[slot].partial.as_mut() {
@@ -878,6 +923,7 @@ impl Decoder {
                 self.text.state = st;
                 let order = self.next_order();
                 let mut r = Rec::new(fb, order, container::Runtime::Cri, "");
+                r.start = self.line_start;
                 r.raw.push_str(text);
                 r.truncated = truncated;
                 self.text.held = Some(r);

@@ -5,6 +5,8 @@
 //! - `POST /api/v1/ingest`: a batch of newline-delimited JSON or raw lines, optionally zstd- or
 //!   gzip-compressed, with the source descriptor and retry identity in the query string (see
 //!   `quarry_transport`). Answers once the batch is in the fsynced WAL.
+//! - `POST /api/v1/ingest/streams`: sections of many sources in one body, each with its source descriptor
+//!   and `(source_id, seq)` (what `quarry agent` sends); answers once every section is durable.
 //! - `POST /api/v1/query`: a Logs Insights query over a time range; errors name line and column.
 //! - `POST /api/v1/commit`: waits until everything acknowledged is searchable (importers call it at the end).
 //! - `GET /api/v1/stats`: store counters and sizes as JSON.
@@ -27,8 +29,10 @@ use quarry_query::{parse_time_range, run, RunError, RunOptions};
 use quarry_store::wal::{BatchKey, WalError};
 use quarry_store::{Store, StoreError};
 use quarry_transport::{
-    ApiError, IngestParams, IngestResponse, QueryRequest, QueryResponse, NATIVE_FORMAT,
+    ApiError, IngestParams, IngestResponse, NativeRecord, QueryRequest, QueryResponse,
+    StreamHeader, StreamsResponse, NATIVE_FORMAT,
 };
+use std::collections::HashMap;
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -74,6 +78,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/v1/ingest", post(ingest))
+        .route("/api/v1/ingest/streams", post(ingest_streams))
         .route("/api/v1/query", post(query))
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/commit", post(commit))
@@ -200,7 +205,11 @@ fn decode_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, HttpError> {
 
 /// Events of a batch in Quarry's native format (records already cut by a client's parser).
 fn native_events(body: &[u8]) -> Result<(Vec<Event>, Format), String> {
-    let records = quarry_transport::decode_native(body)?;
+    Ok(native_records(quarry_transport::decode_native(body)?))
+}
+
+/// Events of native records, read again from their text, and the format of the last one.
+fn native_records(records: Vec<NativeRecord>) -> (Vec<Event>, Format) {
     let mut format = Format::Text;
     let events = records
         .into_iter()
@@ -215,7 +224,7 @@ fn native_events(body: &[u8]) -> Result<(Vec<Event>, Format), String> {
             e
         })
         .collect();
-    Ok((events, format))
+    (events, format)
 }
 
 async fn ingest(
@@ -293,6 +302,81 @@ async fn ingest_batch(
         })
     })
     .await??;
+    Ok(Json(response).into_response())
+}
+
+async fn ingest_streams(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, HttpError> {
+    st.metrics.ingest_requests.fetch_add(1, Ordering::Relaxed);
+    let result = ingest_stream_sections(&st, &headers, &body).await;
+    if result.is_err() {
+        st.metrics.ingest_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+    result
+}
+
+/// Stores the sections of a streams batch: sections of one source in order, sources side by side so the
+/// WAL's group commit covers them together.
+async fn ingest_stream_sections(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, HttpError> {
+    let body = decode_body(headers, body)?;
+    st.metrics
+        .ingest_bytes
+        .fetch_add(body.len() as u64, Ordering::Relaxed);
+    let sections = quarry_transport::decode_streams(&body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad streams batch: {e}")))?;
+    let mut response = StreamsResponse {
+        sections: sections.len() as u64,
+        ..StreamsResponse::default()
+    };
+    let mut by_source: Vec<Vec<(StreamHeader, Vec<NativeRecord>)>> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (h, recs) in sections {
+        let i = *index.entry(h.source_id.clone()).or_insert_with(|| {
+            by_source.push(Vec::new());
+            by_source.len() - 1
+        });
+        by_source[i].push((h, recs));
+    }
+    let mut tasks = Vec::with_capacity(by_source.len());
+    for group in by_source {
+        let store = st.store.clone();
+        tasks.push(tokio::task::spawn_blocking(
+            move || -> Result<(u64, u64), StoreError> {
+                let (mut events, mut dups) = (0, 0);
+                for (h, recs) in group {
+                    let key = BatchKey {
+                        batch_id: None,
+                        source_id: Some(h.source_id),
+                        seq: Some(h.seq),
+                    };
+                    let done = store.ingest(key, &h.source, native_records(recs).0)?;
+                    events += done.events;
+                    dups += done.duplicate as u64;
+                }
+                Ok((events, dups))
+            },
+        ));
+    }
+    for t in tasks {
+        let (events, dups) = t
+            .await
+            .map_err(|e| {
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("task failed: {e}"),
+                )
+            })?
+            .map_err(store_error)?;
+        response.events += events;
+        response.duplicates += dups;
+    }
     Ok(Json(response).into_response())
 }
 

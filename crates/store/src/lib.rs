@@ -485,10 +485,10 @@ fn prepare(source: &Source, events: Vec<Event>) -> (Vec<Vec<u8>>, Vec<Prepared>)
             .or_default()
             .push(e);
     }
-    let coords: Arc<Vec<(&'static str, String)>> = Arc::new(
+    let coords: Arc<Vec<(String, String)>> = Arc::new(
         source
             .coordinates()
-            .map(|(k, v)| (k, v.to_string()))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
     );
     let mut payloads = Vec::new();

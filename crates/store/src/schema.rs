@@ -229,7 +229,7 @@ pub enum Doc {
         /// Event time, UTC ns.
         ts: i64,
         /// The source's coordinates (`kubernetes.*`), shared by the events of a batch.
-        coords: Arc<Vec<(&'static str, String)>>,
+        coords: Arc<Vec<(String, String)>>,
         /// Why parsing failed, cut to [`MAX_FIELD_STR`].
         parse_error: Option<String>,
         /// The parsed fields.
@@ -244,7 +244,7 @@ impl Doc {
     }
 
     /// The event document of a parsed event (its fields are moved in).
-    pub fn event(coords: Arc<Vec<(&'static str, String)>>, event: &mut Event) -> Doc {
+    pub fn event(coords: Arc<Vec<(String, String)>>, event: &mut Event) -> Doc {
         Doc::Event {
             ts: event.ts,
             coords,
@@ -269,7 +269,11 @@ impl Doc {
         };
         let mut out = Vec::with_capacity(fields.len() + coords.len() + 1);
         if !numbers {
-            out.extend(coords.iter().map(|(k, v)| (*k, DocValue::Str(v.as_str()))));
+            out.extend(
+                coords
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), DocValue::Str(v.as_str()))),
+            );
             if let Some(e) = parse_error {
                 out.push(("@parseError", DocValue::Str(e.as_str())));
             }

@@ -4,6 +4,8 @@
 //! `Content-Encoding: zstd` or `gzip`), and the [`IngestParams`] in the query string:
 //! `kind`, `format`, `cluster`, `node`, `namespace`, `pod`, `container`, and for retries `batch_id`,
 //! `source_id`, `seq`. The answer ([`IngestResponse`]) comes once the batch is durable.
+//! `POST /api/v1/ingest/streams` takes sections of several sources in one body (what the node agent sends):
+//! each is a [`StreamHeader`] line and its native records; see [`encode_stream_section`].
 //! `POST /api/v1/query` takes a [`QueryRequest`] and answers a [`QueryResponse`] or an [`ApiError`].
 
 use quarry_model::{Kind, Source};
@@ -55,6 +57,7 @@ impl IngestParams {
             namespace: self.namespace.clone(),
             pod: self.pod.clone(),
             container: self.container.clone(),
+            extra: Default::default(),
         }
     }
 
@@ -157,9 +160,14 @@ pub struct Client {
 impl Client {
     /// A client of the server at `base` (for example `http://127.0.0.1:7700`).
     pub fn new(base: &str) -> Result<Client, ClientError> {
+        Client::with_timeout(base, Duration::from_secs(600))
+    }
+
+    /// A client whose requests fail after `timeout`.
+    pub fn with_timeout(base: &str, timeout: Duration) -> Result<Client, ClientError> {
         let base = base.trim_end_matches('/').to_string();
         let http = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(600))
+            .timeout(timeout)
             .build()
             .map_err(|source| ClientError::Http {
                 url: base.clone(),
@@ -208,6 +216,20 @@ impl Client {
             .header("content-encoding", "zstd")
             .header("content-type", "application/octet-stream")
             .body(compressed)
+            .send()
+            .map_err(|e| self.http_err(e))?;
+        self.check(resp)?.json().map_err(|e| self.http_err(e))
+    }
+
+    /// Sends a streams batch whose body is already zstd-compressed (concatenated frames of sections made
+    /// with [`encode_stream_section`]) and waits until it is durable.
+    pub fn ingest_streams(&self, zstd_body: Vec<u8>) -> Result<StreamsResponse, ClientError> {
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/ingest/streams", self.base))
+            .header("content-encoding", "zstd")
+            .header("content-type", "application/x-ndjson")
+            .body(zstd_body)
             .send()
             .map_err(|e| self.http_err(e))?;
         self.check(resp)?.json().map_err(|e| self.http_err(e))
@@ -311,6 +333,99 @@ pub fn decode_native(body: &[u8]) -> Result<Vec<NativeRecord>, String> {
     Ok(out)
 }
 
+/// The header of one section of a streams batch (`POST /api/v1/ingest/streams`): the records that follow it
+/// come from one source, and `(source_id, seq)` lets the server store a retried section once.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamHeader {
+    /// Where the records come from, with all its metadata.
+    pub source: Source,
+    /// Id of the stream (for example node and file identity).
+    pub source_id: String,
+    /// Position of the section in its stream; increases with every section, a lower or equal one is a retry.
+    pub seq: u64,
+    /// Number of native records that follow.
+    pub records: usize,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StreamLine<T> {
+    stream: T,
+}
+
+/// Appends one section (a header line and `events` as native records) to a streams batch body.
+pub fn encode_stream_section(
+    source: &Source,
+    source_id: &str,
+    seq: u64,
+    events: &[quarry_model::Event],
+    out: &mut Vec<u8>,
+) {
+    #[derive(Serialize)]
+    struct HeaderRef<'a> {
+        source: &'a Source,
+        source_id: &'a str,
+        seq: u64,
+        records: usize,
+    }
+    let line = StreamLine {
+        stream: HeaderRef {
+            source,
+            source_id,
+            seq,
+            records: events.len(),
+        },
+    };
+    if serde_json::to_writer(&mut *out, &line).is_ok() {
+        out.push(b'\n');
+    }
+    encode_native(events, out);
+}
+
+/// Reads a streams batch body: sections of a header line followed by its records. The error names the
+/// 1-based line at fault.
+pub fn decode_streams(body: &[u8]) -> Result<Vec<(StreamHeader, Vec<NativeRecord>)>, String> {
+    let mut out: Vec<(StreamHeader, Vec<NativeRecord>)> = Vec::new();
+    let mut want = 0usize;
+    for (i, line) in body.split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match out.last_mut() {
+            Some((_, recs)) if want > 0 => {
+                let rec = serde_json::from_slice::<NativeRecord>(line)
+                    .map_err(|e| format!("line {}: not a native record: {e}", i + 1))?;
+                recs.push(rec);
+                want -= 1;
+            }
+            _ => {
+                let h = serde_json::from_slice::<StreamLine<StreamHeader>>(line)
+                    .map_err(|e| format!("line {}: not a stream header: {e}", i + 1))?
+                    .stream;
+                want = h.records;
+                out.push((h, Vec::with_capacity(want.min(1 << 16))));
+            }
+        }
+    }
+    if want > 0 {
+        return Err(format!(
+            "the body ends {want} records short of its last header"
+        ));
+    }
+    Ok(out)
+}
+
+/// The answer to a streams batch, given once every section is durable.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamsResponse {
+    /// Sections received.
+    pub sections: u64,
+    /// Events stored.
+    pub events: u64,
+    /// Sections that had been stored before and were skipped.
+    pub duplicates: u64,
+}
+
 #[cfg(test)]
 mod native_tests {
     use super::*;
@@ -352,6 +467,38 @@ mod native_tests {
         let crlf = String::from_utf8(body).unwrap().replace('\n', "\r\n\r\n");
         assert_eq!(decode_native(crlf.as_bytes()).unwrap().len(), 2);
         assert_eq!(decode_native(b"").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn stream_sections_round_trip() {
+        let src = Source {
+            kind: Kind::Container,
+            pod: Some("web-1".into()),
+            extra: [("kubernetes.labels.app".to_string(), "web".to_string())].into(),
+            ..Source::default()
+        };
+        let evs = vec![Event::text(1, "a"), Event::text(2, "b\nc")];
+        let mut body = Vec::new();
+        encode_stream_section(&src, "n1:1:2:3", 40, &evs, &mut body);
+        encode_stream_section(&Source::of_kind(Kind::Syslog), "n1:9", 7, &[], &mut body);
+        encode_stream_section(&src, "n1:1:2:3", 42, &evs[1..], &mut body);
+        let got = decode_streams(&body).unwrap();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].0.source, src);
+        assert_eq!((got[0].0.seq, got[0].1.len()), (40, 2));
+        assert_eq!(got[1].1.len(), 0);
+        assert_eq!(got[2].1[0].raw, "b\nc");
+        // a short body and a record where a header belongs are errors with the line
+        let cut = &body[..body.len() - 3];
+        assert!(decode_streams(cut).unwrap_err().starts_with("line 6:"));
+        let e = decode_streams(b"{\"ts\":1,\"raw\":\"a\",\"format\":\"text\"}").unwrap_err();
+        assert!(e.starts_with("line 1: not a stream header"), "{e}");
+        let mut short = Vec::new();
+        encode_stream_section(&src, "s", 1, &evs, &mut short);
+        short.truncate(short.iter().rposition(|&b| b == b'{').unwrap());
+        assert!(decode_streams(&short)
+            .unwrap_err()
+            .contains("1 records short"));
     }
 
     #[test]

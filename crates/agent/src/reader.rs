@@ -1,0 +1,621 @@
+//! The reader thread: finds files, follows them through rotation, reads and decodes them, redacts, and
+//! seals batches into the disk queue. It stops reading (never drops) while the queue is full.
+
+use crate::checkpoint::{FileState, Registry};
+use crate::config::AgentConfig;
+use crate::discover::{self, Found, Owner};
+use crate::enrich::Enricher;
+use crate::metrics::{AgentMetrics, Loss};
+use crate::queue::RecordMeta;
+use crate::ship::SharedQueue;
+use crate::tail::{self, Fingerprint, Growth, Handle, Sealed, Tailer, CHUNK};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use notify::{EventKind, RecursiveMode, Watcher};
+use quarry_model::Event;
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often files without recent activity are looked at.
+const COLD_POLL: Duration = Duration::from_millis(250);
+/// Directory scan interval without inotify.
+const POLL_SCAN: Duration = Duration::from_millis(500);
+/// A file that is gone and read to its end is closed after being quiet this long.
+const CLOSE_QUIET: Duration = Duration::from_secs(5);
+
+type Ident = (u64, u64);
+
+/// Where each stream stood when the agent started: from the checkpoint and the queued batches.
+#[derive(Debug, Default)]
+pub struct Restart {
+    /// When the last checkpoint was written (`None` on a first start).
+    pub checkpoint_ns: Option<i64>,
+    /// The newest queued batch per source: `(seq, resume)`.
+    pub queued: HashMap<String, (u64, u64)>,
+}
+
+/// The reader's state.
+pub struct Reader {
+    cfg: Arc<AgentConfig>,
+    registry: Arc<Registry>,
+    queue: Arc<SharedQueue>,
+    metrics: Arc<AgentMetrics>,
+    enricher: Enricher,
+    restart: Restart,
+    tailers: Vec<Tailer>,
+    /// Files finished or deliberately not read, with their fingerprint (inode reuse makes them new).
+    settled: HashMap<Ident, Fingerprint>,
+    events: Receiver<notify::Result<notify::Event>>,
+    _watcher: Option<notify::RecommendedWatcher>,
+    compressor: zstd::bulk::Compressor<'static>,
+    buf: Vec<u8>,
+    section: Vec<u8>,
+    seen_stats: HashMap<String, quarry_parse::DecodeStats>,
+}
+
+impl Reader {
+    /// A reader; `restart` says where streams stood.
+    pub fn new(
+        cfg: Arc<AgentConfig>,
+        registry: Arc<Registry>,
+        queue: Arc<SharedQueue>,
+        metrics: Arc<AgentMetrics>,
+        enricher: Enricher,
+        restart: Restart,
+    ) -> std::io::Result<Reader> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let watcher = watch(&cfg, tx);
+        Ok(Reader {
+            cfg,
+            registry,
+            queue,
+            metrics,
+            enricher,
+            restart,
+            tailers: Vec::new(),
+            settled: HashMap::new(),
+            events: rx,
+            _watcher: watcher,
+            compressor: zstd::bulk::Compressor::new(1)?,
+            buf: Vec::with_capacity(CHUNK),
+            section: Vec::new(),
+            seen_stats: HashMap::new(),
+        })
+    }
+
+    /// Runs until `stop` is set; batches in progress are sealed on the way out.
+    pub fn run(&mut self, stop: &AtomicBool) {
+        let scan_every = if self._watcher.is_some() {
+            Duration::from_millis(self.cfg.scan_interval_ms.max(100))
+        } else {
+            POLL_SCAN
+        };
+        let mut last_scan: Option<Instant> = None;
+        let mut last_cold = Instant::now();
+        let mut last_report = Instant::now();
+        let mut need_scan = true;
+        while !stop.load(Ordering::Relaxed) {
+            let mut hot_paths: HashSet<PathBuf> = HashSet::new();
+            while let Ok(ev) = self.events.try_recv() {
+                note_event(ev, &mut need_scan, &mut hot_paths);
+            }
+            if need_scan || last_scan.is_none_or(|t| t.elapsed() >= scan_every) {
+                self.scan();
+                last_scan = Some(Instant::now());
+                need_scan = false;
+            }
+            let backlog = self.queue.backlog();
+            let full = backlog >= self.cfg.queue_max_bytes;
+            self.metrics.queue_bytes.store(backlog, Ordering::Relaxed);
+            if self
+                .metrics
+                .backpressure
+                .swap(full as u64, Ordering::Relaxed)
+                != full as u64
+            {
+                if full {
+                    tracing::warn!(
+                        backlog,
+                        "disk queue full: reading paused until the server catches up"
+                    );
+                } else {
+                    tracing::info!("disk queue drained below its limit: reading again");
+                }
+            }
+            let cold = last_cold.elapsed() >= COLD_POLL;
+            if cold {
+                last_cold = Instant::now();
+            }
+            let mut progressed = false;
+            if !full {
+                for i in 0..self.tailers.len() {
+                    let t = &self.tailers[i];
+                    if t.hot || cold || hot_paths.contains(&t.handle.path) {
+                        progressed |= self.read_one(i);
+                    }
+                }
+            }
+            self.housekeeping(cold);
+            if last_report.elapsed() >= Duration::from_secs(1) {
+                last_report = Instant::now();
+                self.report();
+            }
+            if !progressed {
+                match self.events.recv_timeout(COLD_POLL / 2) {
+                    Ok(ev) => note_event(ev, &mut need_scan, &mut HashSet::new()),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => std::thread::sleep(COLD_POLL / 2),
+                }
+            }
+        }
+        for i in 0..self.tailers.len() {
+            self.seal(i);
+        }
+        self.report();
+    }
+
+    /// Reads one chunk of tailer `i`; true if bytes were read.
+    fn read_one(&mut self, i: usize) -> bool {
+        let now = quarry_model::time::now_nanos();
+        let metrics = Arc::clone(&self.metrics);
+        let enricher = &self.enricher;
+        let mut keep = |e: &mut Event| enricher.redact(e, &metrics);
+        let t = &mut self.tailers[i];
+        let result = t.read(&mut self.buf, CHUNK, now, &mut keep);
+        match result {
+            Ok((Growth::Read, step)) => {
+                self.metrics
+                    .bytes_read
+                    .fetch_add(step.bytes, Ordering::Relaxed);
+                if t.batch_bytes >= self.cfg.batch_bytes {
+                    self.seal(i);
+                }
+                true
+            }
+            Ok((Growth::Idle, _)) => false,
+            Ok((Growth::Truncated, _)) => {
+                self.truncated(i);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(path = %t.handle.path.display(), error = %e, "read failed; will retry");
+                false
+            }
+        }
+    }
+
+    /// Seals tailer `i`'s batch into the queue.
+    fn seal(&mut self, i: usize) {
+        let t = &mut self.tailers[i];
+        let Some(sealed) = t.seal() else {
+            return;
+        };
+        let source = Arc::clone(&t.spec.source);
+        let state = t.state();
+        self.enqueue(&source, state, sealed);
+    }
+
+    fn enqueue(&mut self, source: &quarry_model::Source, file: FileState, sealed: Sealed) {
+        let source_id = file.source_id.as_str();
+        self.section.clear();
+        quarry_transport::encode_stream_section(
+            source,
+            source_id,
+            sealed.seq,
+            &sealed.events,
+            &mut self.section,
+        );
+        let payload = match self.compressor.compress(&self.section) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "zstd failed; batch kept uncompressed is not possible");
+                return;
+            }
+        };
+        let meta = RecordMeta {
+            source_id: source_id.to_string(),
+            seq: sealed.seq,
+            resume: sealed.resume,
+            events: sealed.events.len() as u64,
+            sealed_ns: quarry_model::time::now_nanos(),
+            file: Some(file.clone()),
+        };
+        loop {
+            let res = self.queue.inner.lock().queue.append(&meta, &payload);
+            match res {
+                Ok(_) => break,
+                Err(e) => {
+                    // never drop: wait for the disk (full or failing) and try again
+                    tracing::error!(error = %e, "cannot write the disk queue; retrying in 1 s");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+        self.queue.appended.notify_all();
+        self.metrics.batches_queued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Age-based sealing, quiet-stream flushes, closing finished files.
+    fn housekeeping(&mut self, cold: bool) {
+        let now = quarry_model::time::now_nanos();
+        let wait = self.cfg.batch_wait();
+        let quiet = self.cfg.flush_quiet();
+        let mut close = Vec::new();
+        for i in 0..self.tailers.len() {
+            let t = &self.tailers[i];
+            if t.holds_records() && t.last_growth.elapsed() >= quiet {
+                let metrics = Arc::clone(&self.metrics);
+                let enricher = &self.enricher;
+                let t = &mut self.tailers[i];
+                t.flush_quiet(now, &mut |e| enricher.redact(e, &metrics));
+                self.seal(i);
+            }
+            let t = &self.tailers[i];
+            if t.batch_since.is_some_and(|s| s.elapsed() >= wait) {
+                self.seal(i);
+            }
+            let t = &self.tailers[i];
+            if cold {
+                if let Some(gone) = t.gone_since {
+                    let drained = t.lag() == 0 && t.last_growth.elapsed() >= CLOSE_QUIET;
+                    let given_up = gone.elapsed() >= self.cfg.rotated_wait() && t.lag() > 0;
+                    if drained || given_up {
+                        close.push((i, given_up));
+                    }
+                }
+            }
+        }
+        for (i, given_up) in close.into_iter().rev() {
+            if given_up {
+                let t = &self.tailers[i];
+                tracing::warn!(path = %t.handle.path.display(), unread = t.lag(), "gave up on a rotated file before its end");
+                self.metrics.lose(Loss::RotatedUnreadBytes, t.lag());
+            }
+            self.close(i);
+        }
+    }
+
+    /// Finishes tailer `i` (its last records are emitted and sealed) and forgets it.
+    fn close(&mut self, i: usize) {
+        let now = quarry_model::time::now_nanos();
+        let metrics = Arc::clone(&self.metrics);
+        let enricher = &self.enricher;
+        self.tailers[i].finish(now, &mut |e| enricher.redact(e, &metrics));
+        self.seal(i);
+        let t = self.tailers.swap_remove(i);
+        let mut st = t.state();
+        st.final_seq = Some(t.last_seq);
+        self.registry.upsert(st);
+        self.settled.insert((t.handle.dev, t.handle.ino), t.fp);
+        self.seen_stats.remove(&t.source_id);
+        tracing::debug!(path = %t.handle.path.display(), "file finished");
+    }
+
+    /// Tailer `i`'s file was truncated in place (copytruncate): its stream continues in the copy if one
+    /// is found, otherwise what was unread is lost and counted. The truncated file is a new stream.
+    fn truncated(&mut self, i: usize) {
+        let t = &self.tailers[i];
+        let dir = t.handle.path.parent().map(PathBuf::from);
+        let tracked: HashSet<Ident> = self
+            .tailers
+            .iter()
+            .map(|t| (t.handle.dev, t.handle.ino))
+            .collect();
+        let copy = dir.and_then(|d| fs::read_dir(d).ok()).and_then(|rd| {
+            rd.filter_map(Result::ok).find_map(|e| {
+                let h = Handle::open(&e.path()).ok()?;
+                let size = h.file.metadata().ok()?.len();
+                let same = !tracked.contains(&(h.dev, h.ino))
+                    && size >= t.offset
+                    && t.fp.matches(&h.file).ok()?;
+                same.then_some(h)
+            })
+        });
+        let (dev, ino) = (t.handle.dev, t.handle.ino);
+        match copy {
+            Some(h) => {
+                tracing::info!(from = %t.handle.path.display(), to = %h.path.display(), "file truncated; reading on in its copy");
+                let t = &mut self.tailers[i];
+                if let Err(e) = t.move_to(h) {
+                    tracing::warn!(error = %e, "cannot read the copy");
+                }
+                t.gone_since = Some(Instant::now());
+                self.registry.upsert(t.state());
+            }
+            None => {
+                tracing::warn!(path = %t.handle.path.display(), "file truncated and no copy found: its unread end is lost");
+                self.metrics.lose(Loss::TruncatedUnread, 1);
+                self.close(i);
+                // the same inode is a new stream from now on
+                self.settled.remove(&(dev, ino));
+            }
+        }
+        self.scan();
+    }
+
+    /// Finds new, renamed and vanished files.
+    fn scan(&mut self) {
+        let mut found = Vec::new();
+        discover::scan_pods(&self.cfg.pods_root, &mut found);
+        if let Some(root) = &self.cfg.containers_root {
+            discover::scan_container_links(root, &self.cfg.pods_root, &mut found);
+        }
+        for (i, f) in self.cfg.files.iter().enumerate() {
+            discover::scan_node_file(i, &f.path, &mut found);
+        }
+        let index: HashMap<Ident, usize> = self
+            .tailers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| ((t.handle.dev, t.handle.ino), i))
+            .collect();
+        let mut seen: HashSet<Ident> = HashSet::new();
+        for f in found {
+            let Ok(md) = fs::metadata(&f.path) else {
+                continue;
+            };
+            if !md.is_file() {
+                continue;
+            }
+            let id = (md.dev(), md.ino());
+            if !seen.insert(id) {
+                continue;
+            }
+            if let Some(&i) = index.get(&id) {
+                let t = &mut self.tailers[i];
+                if t.handle.path != f.path {
+                    t.handle.path = f.path.clone();
+                    self.registry.upsert(t.state());
+                }
+                if f.current {
+                    t.gone_since = None;
+                } else {
+                    t.gone_since.get_or_insert_with(Instant::now);
+                }
+                continue;
+            }
+            if let Err(e) = self.open(f, &md) {
+                tracing::debug!(error = %e, "cannot open a found file");
+            }
+        }
+        let mut truncated = Vec::new();
+        for (i, t) in self.tailers.iter_mut().enumerate() {
+            if !seen.contains(&(t.handle.dev, t.handle.ino)) {
+                t.gone_since.get_or_insert_with(Instant::now);
+            } else if t.gone_since.is_none() && !t.check_fingerprint().unwrap_or(true) {
+                truncated.push(i);
+            }
+        }
+        self.settled.retain(|id, _| seen.contains(id));
+        for i in truncated.into_iter().rev() {
+            self.truncated(i);
+        }
+        self.metrics
+            .files_open
+            .store(self.tailers.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Starts reading a file found for the first time in this run.
+    fn open(&mut self, f: Found, md: &fs::Metadata) -> std::io::Result<()> {
+        let id = (md.dev(), md.ino());
+        let handle = Handle::open(&f.path)?;
+        if let Some(fp) = self.settled.get(&id) {
+            if fp.matches(&handle.file)? {
+                return Ok(());
+            }
+            self.settled.remove(&id);
+        }
+        if !f.current && self.copy_of_live(&f, &handle) {
+            // a copytruncate copy of a file being read: its stream moves there once the truncation shows
+            return Ok(());
+        }
+        let spec = self.enricher.spec(&f.owner);
+        // a stream the agent followed before: the same inode with the same head
+        let known = self.registry.all().into_iter().find(|s| {
+            (s.dev, s.ino) == id && {
+                let fp = Fingerprint {
+                    len: s.fp_len,
+                    hash: s.fp_hash,
+                };
+                fp.matches(&handle.file).unwrap_or(false)
+            }
+        });
+        // or the copy of a stream whose file was truncated while the agent was down
+        let known = known.or_else(|| {
+            (!f.current)
+                .then(|| {
+                    self.registry.all().into_iter().find(|s| {
+                        s.fp_len > 0
+                            && !self.tailers.iter().any(|t| t.source_id == s.source_id)
+                            && s.path.parent() == f.path.parent()
+                            && Fingerprint {
+                                len: s.fp_len,
+                                hash: s.fp_hash,
+                            }
+                            .matches(&handle.file)
+                            .unwrap_or(false)
+                    })
+                })
+                .flatten()
+        });
+        let tailer = match known {
+            Some(s) if s.final_seq.is_some() => {
+                // a stream read to its end before a restart
+                let fp = Fingerprint::of(&handle.file, md.len())?;
+                self.settled.insert(id, fp);
+                return Ok(());
+            }
+            Some(s) => {
+                let (seq, resume) = self.resume_point(&s);
+                if seq / 4 > md.len() {
+                    // shorter than what was read: truncated while the agent was down
+                    self.metrics.lose(Loss::TruncatedUnread, 1);
+                    self.registry.remove(&s.source_id);
+                    self.new_tailer(handle, spec, 0, md)?
+                } else {
+                    let fp = Fingerprint {
+                        len: s.fp_len,
+                        hash: s.fp_hash,
+                    };
+                    let mut t = Tailer::resumed(s.source_id, handle, spec, resume, seq, fp)?;
+                    t.last_seq = seq;
+                    t
+                }
+            }
+            None => {
+                let start = self.start_offset(&f, md);
+                match start {
+                    Some(offset) => self.new_tailer(handle, spec, offset, md)?,
+                    None => {
+                        let fp = Fingerprint::of(&handle.file, md.len())?;
+                        self.settled.insert(id, fp);
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        let mut tailer = tailer;
+        if !f.current {
+            tailer.gone_since = Some(Instant::now());
+        }
+        self.registry.upsert(tailer.state());
+        tracing::debug!(path = %f.path.display(), offset = tailer.offset, "reading file");
+        self.tailers.push(tailer);
+        Ok(())
+    }
+
+    /// True if `handle` starts like a file of the same directory that is being read.
+    fn copy_of_live(&self, f: &Found, handle: &Handle) -> bool {
+        self.tailers.iter().any(|t| {
+            t.gone_since.is_none()
+                && t.fp.len > 0
+                && t.handle.path.parent() == f.path.parent()
+                && t.fp.matches(&handle.file).unwrap_or(false)
+        })
+    }
+
+    fn new_tailer(
+        &self,
+        handle: Handle,
+        spec: crate::tail::FileSpec,
+        offset: u64,
+        md: &fs::Metadata,
+    ) -> std::io::Result<Tailer> {
+        let id = tail::source_id(
+            &self.cfg.node_name,
+            md.dev(),
+            md.ino(),
+            quarry_model::time::now_nanos(),
+        );
+        Tailer::new(id, handle, spec, offset)
+    }
+
+    /// Where a file without a stream starts: `None` to leave it alone.
+    fn start_offset(&self, f: &Found, md: &fs::Metadata) -> Option<u64> {
+        let mtime_ns = md.mtime() * 1_000_000_000 + md.mtime_nsec();
+        match (self.restart.checkpoint_ns, f.current) {
+            // appeared while the agent was down (or is new): all of it
+            (Some(_), true) => Some(0),
+            // rotated away while the agent was down
+            (Some(cp), false) if mtime_ns >= cp => Some(0),
+            (Some(_), false) => None,
+            // first start: rotated files predate the agent
+            (None, false) => None,
+            (None, true) => {
+                let from_head = match &f.owner {
+                    Owner::Container { .. } => self.cfg.read_from_head,
+                    Owner::NodeFile(i) => self.cfg.files[*i].from_head,
+                };
+                Some(if from_head { 0 } else { md.len() })
+            }
+        }
+    }
+
+    /// The newest of a stream's acknowledged and queued positions: `(seq, resume)`.
+    fn resume_point(&self, s: &FileState) -> (u64, u64) {
+        let acked = (s.acked_seq, s.acked_resume);
+        match self.restart.queued.get(&s.source_id) {
+            Some(&q) if q.0 > acked.0 => q,
+            _ => acked,
+        }
+    }
+
+    /// Publishes per-file lag and decoder counters.
+    fn report(&mut self) {
+        let mut lag_total = 0;
+        let mut files = Vec::with_capacity(self.tailers.len());
+        for t in &self.tailers {
+            lag_total += t.lag();
+            files.push((t.handle.path.display().to_string(), t.lag()));
+            let st = t.decode_stats().clone();
+            let prev = self
+                .seen_stats
+                .insert(t.source_id.clone(), st.clone())
+                .unwrap_or_default();
+            let m = &self.metrics;
+            m.lines_read
+                .fetch_add(st.lines - prev.lines, Ordering::Relaxed);
+            m.records
+                .fetch_add(st.records - prev.records, Ordering::Relaxed);
+            m.truncated
+                .fetch_add(st.truncated - prev.truncated, Ordering::Relaxed);
+            m.parse_errors
+                .fetch_add(st.parse_errors - prev.parse_errors, Ordering::Relaxed);
+        }
+        self.metrics.lag_bytes.store(lag_total, Ordering::Relaxed);
+        self.metrics.set_files(files);
+        self.enricher.report(&self.metrics);
+    }
+}
+
+/// Folds one inotify event into "scan needed" and "these paths have data".
+fn note_event(ev: notify::Result<notify::Event>, need_scan: &mut bool, hot: &mut HashSet<PathBuf>) {
+    match ev {
+        Ok(ev) => match ev.kind {
+            EventKind::Modify(notify::event::ModifyKind::Data(_)) => hot.extend(ev.paths),
+            EventKind::Access(_) => {}
+            _ => *need_scan = true,
+        },
+        Err(_) => *need_scan = true,
+    }
+}
+
+/// Watches the pods root, the links directory and the node files' directories; `None` if inotify is not
+/// available (the reader then polls).
+fn watch(
+    cfg: &AgentConfig,
+    tx: crossbeam_channel::Sender<notify::Result<notify::Event>>,
+) -> Option<notify::RecommendedWatcher> {
+    let mut w = match notify::recommended_watcher(move |ev| {
+        let _ = tx.send(ev);
+    }) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "inotify unavailable: polling for files every 500 ms");
+            return None;
+        }
+    };
+    let mut dirs: Vec<(PathBuf, RecursiveMode)> =
+        vec![(cfg.pods_root.clone(), RecursiveMode::Recursive)];
+    if let Some(c) = &cfg.containers_root {
+        dirs.push((c.clone(), RecursiveMode::NonRecursive));
+    }
+    for f in &cfg.files {
+        if let Some(d) = f.path.parent() {
+            dirs.push((d.to_path_buf(), RecursiveMode::NonRecursive));
+        }
+    }
+    for (d, mode) in dirs {
+        if d.exists() {
+            if let Err(e) = w.watch(&d, mode) {
+                tracing::warn!(dir = %d.display(), error = %e, "cannot watch; polling for files every 500 ms");
+                return None;
+            }
+        }
+    }
+    Some(w)
+}
