@@ -201,6 +201,11 @@ impl Registry {
         self.inner.lock().files.values().cloned().collect()
     }
 
+    /// The first state that satisfies `pred`.
+    pub fn find(&self, mut pred: impl FnMut(&FileState) -> bool) -> Option<FileState> {
+        self.inner.lock().files.values().find(|s| pred(s)).cloned()
+    }
+
     /// Forgets a file (its stream will never be read again).
     pub fn remove(&self, source_id: &str) {
         let mut g = self.inner.lock();

@@ -5,6 +5,7 @@
 //! A *current* file is one a writer appends to; a *rotated* one is only read when the agent already follows
 //! it by identity, or when it appeared while the agent was down.
 
+use quarry_kube::parse_pod_dir;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -35,13 +36,6 @@ pub struct Found {
     pub current: bool,
     /// Whose it is.
     pub owner: Owner,
-}
-
-/// Splits a pod log directory name `<namespace>_<pod>_<uid>` (neither namespace nor pod names may hold `_`).
-pub fn parse_pod_dir(name: &str) -> Option<(&str, &str, &str)> {
-    let mut it = name.splitn(3, '_');
-    let (ns, pod, uid) = (it.next()?, it.next()?, it.next()?);
-    (!ns.is_empty() && !pod.is_empty() && !uid.is_empty()).then_some((ns, pod, uid))
 }
 
 /// Splits a `/var/log/containers` link name `<pod>_<namespace>_<container>-<id>.log`.

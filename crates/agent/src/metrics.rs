@@ -18,14 +18,17 @@ pub enum Loss {
     QueueCorrupt,
     /// The server refused a batch as malformed (kept in `state_dir/rejected`).
     Rejected,
+    /// A batch could not be compressed for the queue.
+    Encode,
 }
 
-const DROPS: [(Loss, &str); 5] = [
+const DROPS: [(Loss, &str); 6] = [
     (Loss::Redaction, "redaction"),
     (Loss::RotatedUnreadBytes, "rotated_unread_bytes"),
     (Loss::TruncatedUnread, "truncated_unread"),
     (Loss::QueueCorrupt, "queue_corrupt"),
     (Loss::Rejected, "rejected"),
+    (Loss::Encode, "encode_failed"),
 ];
 
 /// Upper bounds (seconds) of the acknowledgement latency histogram.
@@ -46,7 +49,7 @@ pub struct AgentMetrics {
     pub parse_errors: AtomicU64,
     /// Records changed by redaction.
     pub redacted: AtomicU64,
-    drops: [AtomicU64; 5],
+    drops: [AtomicU64; DROPS.len()],
     /// Batches queued.
     pub batches_queued: AtomicU64,
     /// Events acknowledged by the server.
@@ -86,12 +89,6 @@ impl AgentMetrics {
     pub fn lose(&self, why: Loss, n: u64) {
         let i = DROPS.iter().position(|(d, _)| *d == why).unwrap_or(0);
         self.drops[i].fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Dropped so far for `why`.
-    pub fn lost(&self, why: Loss) -> u64 {
-        let i = DROPS.iter().position(|(d, _)| *d == why).unwrap_or(0);
-        self.drops[i].load(Ordering::Relaxed)
     }
 
     /// Records one batch's time from sealing to acknowledgement.

@@ -55,6 +55,8 @@ pub struct Reader {
     buf: Vec<u8>,
     section: Vec<u8>,
     seen_stats: HashMap<String, quarry_parse::DecodeStats>,
+    /// Generation of the metadata cache the tailers' descriptors were made from.
+    meta_generation: u64,
 }
 
 impl Reader {
@@ -84,6 +86,7 @@ impl Reader {
             buf: Vec::with_capacity(CHUNK),
             section: Vec::new(),
             seen_stats: HashMap::new(),
+            meta_generation: 0,
         })
     }
 
@@ -212,7 +215,8 @@ impl Reader {
         let payload = match self.compressor.compress(&self.section) {
             Ok(p) => p,
             Err(e) => {
-                tracing::error!(error = %e, "zstd failed; batch kept uncompressed is not possible");
+                tracing::error!(error = %e, events = sealed.events.len(), "cannot compress a batch; its events are lost");
+                self.metrics.lose(Loss::Encode, sealed.events.len() as u64);
                 return;
             }
         };
@@ -391,6 +395,14 @@ impl Reader {
             }
         }
         self.settled.retain(|id, _| seen.contains(id));
+        let generation = self.enricher.generation();
+        if generation != self.meta_generation {
+            // pods changed (or their metadata arrived after their files): later batches carry the news
+            self.meta_generation = generation;
+            for t in &mut self.tailers {
+                t.spec.source = self.enricher.spec(&t.spec.owner).source;
+            }
+        }
         for i in truncated.into_iter().rev() {
             self.truncated(i);
         }
@@ -415,7 +427,7 @@ impl Reader {
         }
         let spec = self.enricher.spec(&f.owner);
         // a stream the agent followed before: the same inode with the same head
-        let known = self.registry.all().into_iter().find(|s| {
+        let known = self.registry.find(|s| {
             (s.dev, s.ino) == id && {
                 let fp = Fingerprint {
                     len: s.fp_len,
@@ -428,7 +440,7 @@ impl Reader {
         let known = known.or_else(|| {
             (!f.current)
                 .then(|| {
-                    self.registry.all().into_iter().find(|s| {
+                    self.registry.find(|s| {
                         s.fp_len > 0
                             && !self.tailers.iter().any(|t| t.source_id == s.source_id)
                             && s.path.parent() == f.path.parent()

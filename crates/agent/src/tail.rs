@@ -322,17 +322,17 @@ impl Tailer {
 
     /// Runs `keep` over the events from `from` on, dropping the refused ones, and updates the batch size.
     fn accept(&mut self, from: usize, keep: &mut dyn FnMut(&mut Event) -> bool) {
-        let mut i = from;
-        while i < self.batch.len() {
+        let mut kept = from;
+        for i in from..self.batch.len() {
             if keep(&mut self.batch[i]) {
                 self.batch_bytes += self.batch[i].raw.len();
-                i += 1;
-            } else {
-                self.batch.remove(i);
+                self.batch.swap(kept, i);
+                kept += 1;
             }
         }
-        if self.batch.len() > from {
-            self.decoded += (self.batch.len() - from) as u64;
+        self.batch.truncate(kept);
+        if kept > from {
+            self.decoded += (kept - from) as u64;
             self.batch_since.get_or_insert_with(Instant::now);
         }
     }

@@ -130,16 +130,8 @@ fn main() {
         "all detectors + 2 custom rules, clean lines", mibs
     );
 
-    let names = [
-        "ssn",
-        "card",
-        "email",
-        "jwt",
-        "bearer",
-        "aws_key",
-        "private_key",
-    ];
-    for only in names {
+    let names: Vec<&str> = quarry_redact::builtin_detectors().collect();
+    for &only in &names {
         let cfg = RedactConfig {
             builtin: names
                 .iter()

@@ -85,6 +85,11 @@ mod scan;
 
 pub use config::{Action, CustomRule, RedactConfig, RedactError};
 
+/// Names of the built-in detectors, in the order they run.
+pub fn builtin_detectors() -> impl Iterator<Item = &'static str> {
+    BUILTINS.iter().map(|(_, n)| *n)
+}
+
 use hmac::{Hmac, Mac};
 use regex::{Regex, RegexSet};
 use scan::{Builtin, Scanner, BUILTINS};
