@@ -26,7 +26,9 @@ impl Agent {
             .arg(state)
             .arg("--pods-root")
             .arg(pods)
-            .args(["--node-name", "node-1", "--no-kubernetes", "--log", "warn"])
+            .args(["--node-name", "node-1", "--no-kubernetes", "--log"])
+            // QUARRY_TEST_AGENT_LOG=debug shows what the agents did when a test fails
+            .arg(std::env::var("QUARRY_TEST_AGENT_LOG").unwrap_or_else(|_| "warn".into()))
             .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
             .args(extra)
             .stdout(Stdio::null())
@@ -234,6 +236,18 @@ fn check_each_line_once(url: &str, agent: &Agent) {
 /// the end every line is stored exactly once, and in each file's order.
 #[test]
 fn no_line_lost_or_repeated_across_sigkill_rotation_and_outage() {
+    kill_and_restart_while_writing(false);
+}
+
+/// The same with copytruncate rotation: truncations and copies also happen while the agent is down or
+/// being started, so streams must be found again in copies, and copies still being written must not be
+/// taken for new files.
+#[test]
+fn no_line_lost_or_repeated_across_sigkill_and_copytruncate() {
+    kill_and_restart_while_writing(true);
+}
+
+fn kill_and_restart_while_writing(copytruncate: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let (pods, state, data) = (
         tmp.path().join("pods"),
@@ -246,7 +260,7 @@ fn no_line_lost_or_repeated_across_sigkill_rotation_and_outage() {
     let mut server = Some(start_server());
     let url = format!("http://127.0.0.1:{port}");
     let done = Arc::new(AtomicBool::new(false));
-    let writer = write_pods(&pods, false, Arc::clone(&done));
+    let writer = write_pods(&pods, copytruncate, Arc::clone(&done));
 
     // a fixed, varied schedule of agent lifetimes (ms); the server is down during rounds 3 to 5
     let lifetimes = [
@@ -262,6 +276,8 @@ fn no_line_lost_or_repeated_across_sigkill_rotation_and_outage() {
         let agent = Agent::start(&url, &state, &pods, &[]);
         std::thread::sleep(Duration::from_millis(*life));
         agent.kill();
+        // the agent is down for a moment, while the writer goes on rotating
+        std::thread::sleep(Duration::from_millis(50 + 37 * (round as u64 % 4)));
     }
     assert!(
         !done.load(Ordering::SeqCst),

@@ -165,6 +165,26 @@ impl Registry {
         g.dirty = true;
     }
 
+    /// Takes a queued batch's view of a file: a stream first seen after the last checkpoint is added, and a
+    /// known one takes the identity if it covers more of the file's head (the checkpoint may predate it).
+    pub fn adopt(&self, st: &FileState) {
+        let mut g = self.inner.lock();
+        match g.files.get_mut(&st.source_id) {
+            Some(cur) if st.fp_len > cur.fp_len => {
+                cur.path = st.path.clone();
+                cur.dev = st.dev;
+                cur.ino = st.ino;
+                cur.fp_len = st.fp_len;
+                cur.fp_hash = st.fp_hash;
+            }
+            Some(_) => return,
+            None => {
+                g.files.insert(st.source_id.clone(), st.clone());
+            }
+        }
+        g.dirty = true;
+    }
+
     /// Records that the batch `seq` of `source_id` (to be resumed at `resume`) is acknowledged.
     pub fn ack(&self, source_id: &str, seq: u64, resume: u64) {
         let mut g = self.inner.lock();
@@ -274,6 +294,30 @@ mod tests {
         let cp = r.snapshot_if_dirty(7).unwrap();
         assert_eq!(cp.files.len(), 1);
         assert!(r.snapshot_if_dirty(8).is_none(), "nothing changed");
+    }
+
+    #[test]
+    fn a_queued_identity_is_adopted_when_it_covers_more_of_the_head() {
+        let r = Registry::default();
+        let mut done = state("a");
+        done.final_seq = Some(9);
+        r.upsert(done);
+        r.ack("a", 5, 5);
+        let mut queued = state("a");
+        queued.fp_len = 200;
+        queued.fp_hash = 4;
+        r.adopt(&queued);
+        let got = r.get("a").unwrap();
+        assert_eq!((got.fp_len, got.fp_hash), (200, 4));
+        assert_eq!(
+            (got.acked_seq, got.final_seq),
+            (5, Some(9)),
+            "progress is kept"
+        );
+        r.adopt(&state("a"));
+        assert_eq!(r.get("a").unwrap().fp_len, 200, "a shorter head is older");
+        r.adopt(&state("b"));
+        assert!(r.get("b").is_some(), "a stream only the queue knows");
     }
 
     #[test]

@@ -132,11 +132,8 @@ pub fn run(
         if r.meta.seq > e.0 {
             *e = (r.meta.seq, r.meta.resume);
         }
-        // a stream first seen after the last checkpoint
         if let Some(f) = &r.meta.file {
-            if registry.get(&f.source_id).is_none() {
-                registry.upsert(f.clone());
-            }
+            registry.adopt(f);
         }
     }
     tracing::info!(

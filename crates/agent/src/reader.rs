@@ -57,6 +57,14 @@ pub struct Reader {
     seen_stats: HashMap<String, quarry_parse::DecodeStats>,
     /// Generation of the metadata cache the tailers' descriptors were made from.
     meta_generation: u64,
+    /// When this run started.
+    started_ns: i64,
+    /// Whether the first scan of this run is done (files found by it were there before the agent).
+    scanned: bool,
+    /// Streams whose file was found truncated, handled between reading passes.
+    truncations: Vec<String>,
+    /// A scan is due (a truncated file is to be opened as a new stream).
+    rescan: bool,
 }
 
 impl Reader {
@@ -87,6 +95,10 @@ impl Reader {
             section: Vec::new(),
             seen_stats: HashMap::new(),
             meta_generation: 0,
+            started_ns: quarry_model::time::now_nanos(),
+            scanned: false,
+            truncations: Vec::new(),
+            rescan: false,
         })
     }
 
@@ -142,6 +154,11 @@ impl Reader {
                     }
                 }
             }
+            self.handle_truncations();
+            if self.rescan {
+                self.rescan = false;
+                need_scan = true;
+            }
             self.housekeeping(cold);
             if last_report.elapsed() >= Duration::from_secs(1) {
                 last_report = Instant::now();
@@ -168,9 +185,13 @@ impl Reader {
         let enricher = &self.enricher;
         let mut keep = |e: &mut Event| enricher.redact(e, &metrics);
         let t = &mut self.tailers[i];
+        let fp = t.fp;
         let result = t.read(&mut self.buf, CHUNK, now, &mut keep);
         match result {
             Ok((Growth::Read, step)) => {
+                if t.fp != fp {
+                    self.registry.upsert(t.state());
+                }
                 self.metrics
                     .bytes_read
                     .fetch_add(step.bytes, Ordering::Relaxed);
@@ -181,7 +202,8 @@ impl Reader {
             }
             Ok((Growth::Idle, _)) => false,
             Ok((Growth::Truncated, _)) => {
-                self.truncated(i);
+                // handled after the reading pass, which must not see tailers come and go
+                self.truncations.push(t.source_id.clone());
                 true
             }
             Err(e) => {
@@ -338,7 +360,22 @@ impl Reader {
                 self.settled.remove(&(dev, ino));
             }
         }
-        self.scan();
+        // the truncated file is a new stream: the next scan opens it
+        self.rescan = true;
+    }
+
+    /// Handles the truncations noticed while reading or scanning.
+    fn handle_truncations(&mut self) {
+        for id in std::mem::take(&mut self.truncations) {
+            // noticed twice, or already followed into its copy
+            let i = self
+                .tailers
+                .iter()
+                .position(|t| t.source_id == id && t.truncated().unwrap_or(false));
+            if let Some(i) = i {
+                self.truncated(i);
+            }
+        }
     }
 
     /// Finds new, renamed and vanished files.
@@ -386,12 +423,11 @@ impl Reader {
                 tracing::debug!(error = %e, "cannot open a found file");
             }
         }
-        let mut truncated = Vec::new();
-        for (i, t) in self.tailers.iter_mut().enumerate() {
+        for t in &mut self.tailers {
             if !seen.contains(&(t.handle.dev, t.handle.ino)) {
                 t.gone_since.get_or_insert_with(Instant::now);
-            } else if t.gone_since.is_none() && !t.check_fingerprint().unwrap_or(true) {
-                truncated.push(i);
+            } else if t.gone_since.is_none() && t.truncated().unwrap_or(false) {
+                self.truncations.push(t.source_id.clone());
             }
         }
         self.settled.retain(|id, _| seen.contains(id));
@@ -403,9 +439,8 @@ impl Reader {
                 t.spec.source = self.enricher.spec(&t.spec.owner).source;
             }
         }
-        for i in truncated.into_iter().rev() {
-            self.truncated(i);
-        }
+        self.scanned = true;
+        self.handle_truncations();
         self.metrics
             .files_open
             .store(self.tailers.len() as u64, Ordering::Relaxed);
@@ -420,10 +455,6 @@ impl Reader {
                 return Ok(());
             }
             self.settled.remove(&id);
-        }
-        if !f.current && self.copy_of_live(&f, &handle) {
-            // a copytruncate copy of a file being read: its stream moves there once the truncation shows
-            return Ok(());
         }
         let spec = self.enricher.spec(&f.owner);
         // a stream the agent followed before: the same inode with the same head
@@ -454,6 +485,10 @@ impl Reader {
                 })
                 .flatten()
         });
+        if known.is_none() && !f.current && self.copy_of_live(&f, &handle) {
+            // a copytruncate copy of a file being read: its stream moves there once the truncation shows
+            return Ok(());
+        }
         let tailer = match known {
             Some(s) if s.final_seq.is_some() => {
                 // a stream read to its end before a restart
@@ -500,13 +535,25 @@ impl Reader {
         Ok(())
     }
 
-    /// True if `handle` starts like a file of the same directory that is being read.
+    /// True if `handle` starts like a file of the same directory that is being read: a copytruncate copy,
+    /// complete or still being written.
     fn copy_of_live(&self, f: &Found, handle: &Handle) -> bool {
+        let Ok(size) = handle.file.metadata().map(|m| m.len()) else {
+            return false;
+        };
         self.tailers.iter().any(|t| {
+            let same_head = if size >= t.fp.len as u64 {
+                t.fp.matches(&handle.file).unwrap_or(false)
+            } else {
+                // still being copied: what is there so far is the start of the live file
+                let n = size as u32;
+                Fingerprint::prefix(&handle.file, n).ok()
+                    == Fingerprint::prefix(&t.handle.file, n).ok()
+            };
             t.gone_since.is_none()
                 && t.fp.len > 0
                 && t.handle.path.parent() == f.path.parent()
-                && t.fp.matches(&handle.file).unwrap_or(false)
+                && same_head
         })
     }
 
@@ -528,23 +575,23 @@ impl Reader {
 
     /// Where a file without a stream starts: `None` to leave it alone.
     fn start_offset(&self, f: &Found, md: &fs::Metadata) -> Option<u64> {
-        let mtime_ns = md.mtime() * 1_000_000_000 + md.mtime_nsec();
-        match (self.restart.checkpoint_ns, f.current) {
-            // appeared while the agent was down (or is new): all of it
-            (Some(_), true) => Some(0),
-            // rotated away while the agent was down
-            (Some(cp), false) if mtime_ns >= cp => Some(0),
-            (Some(_), false) => None,
-            // first start: rotated files predate the agent
-            (None, false) => None,
-            (None, true) => {
-                let from_head = match &f.owner {
-                    Owner::Container { .. } => self.cfg.read_from_head,
-                    Owner::NodeFile(i) => self.cfg.files[*i].from_head,
-                };
-                Some(if from_head { 0 } else { md.len() })
+        let first_look = self.restart.checkpoint_ns.is_none() && !self.scanned;
+        if f.current {
+            if !first_look {
+                // new, or appeared while the agent was down: all of it
+                return Some(0);
             }
+            let from_head = match &f.owner {
+                Owner::Container { .. } => self.cfg.read_from_head,
+                Owner::NodeFile(i) => self.cfg.files[*i].from_head,
+            };
+            return Some(if from_head { 0 } else { md.len() });
         }
+        // a rotated file nobody read: it predates the agent's first start, or it was rotated away since
+        // the last checkpoint (or since this first start) and is read
+        let mtime_ns = md.mtime() * 1_000_000_000 + md.mtime_nsec();
+        let since = self.restart.checkpoint_ns.unwrap_or(self.started_ns);
+        (!first_look && mtime_ns >= since).then_some(0)
     }
 
     /// The newest of a stream's acknowledged and queued positions: `(seq, resume)`.

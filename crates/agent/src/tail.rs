@@ -138,7 +138,7 @@ pub enum Growth {
     Idle,
     /// Bytes were read.
     Read,
-    /// The file is shorter than what was read: it was truncated.
+    /// The file is shorter than what was read, or its head changed: it was truncated.
     Truncated,
 }
 
@@ -279,6 +279,14 @@ impl Tailer {
             self.hot = false;
             return Ok((Growth::Idle, Step::default()));
         }
+        if self.fp.len < FP_MAX && size > self.fp.len as u64 {
+            // the identity grows with the file's head, so that it is known again after a restart; a head
+            // that changed means the file was truncated and written again before it was looked at
+            if !self.fp.matches(&self.handle.file)? {
+                return Ok((Growth::Truncated, Step::default()));
+            }
+            self.fp = Fingerprint::of(&self.handle.file, size)?;
+        }
         let mut want = ((size - self.offset) as usize).min(limit);
         if self.replaying() {
             want = want.min((self.skip_until - self.offset) as usize);
@@ -392,19 +400,11 @@ impl Tailer {
         self.size.saturating_sub(self.offset)
     }
 
-    /// Extends the fingerprint while the file is shorter than [`FP_MAX`], or checks it; false if the head
-    /// of the file changed (truncated and written again).
-    pub fn check_fingerprint(&mut self) -> io::Result<bool> {
-        if !self.fp.matches(&self.handle.file)? {
-            return Ok(false);
-        }
-        if self.fp.len < FP_MAX {
-            let size = self.handle.file.metadata()?.len();
-            if size > self.fp.len as u64 {
-                self.fp = Fingerprint::of(&self.handle.file, size)?;
-            }
-        }
-        Ok(true)
+    /// True if the file was truncated: it is shorter than what was read, or its head changed (truncated
+    /// and written again past the read position).
+    pub fn truncated(&self) -> io::Result<bool> {
+        Ok(self.handle.file.metadata()?.len() < self.offset
+            || !self.fp.matches(&self.handle.file)?)
     }
 
     /// Continues this stream in another file that starts with the same bytes (the copy a copytruncate
@@ -528,22 +528,33 @@ mod tests {
     }
 
     #[test]
-    fn fingerprint_tells_a_rewritten_file() {
+    fn fingerprint_grows_with_the_head_and_tells_a_rewritten_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("app.log");
         std::fs::write(&path, "first line\n").unwrap();
         let mut t = Tailer::new("s".into(), Handle::open(&path).unwrap(), spec(), 0).unwrap();
         assert_eq!(t.fp.len, 11);
+        let mut buf = Vec::new();
+        let mut read = |t: &mut Tailer| t.read(&mut buf, CHUNK, 0, &mut |_| true).unwrap().0;
+        assert!(matches!(read(&mut t), Growth::Read));
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
             .unwrap();
         f.write_all(&[b'x'; 400]).unwrap();
-        assert!(t.check_fingerprint().unwrap());
-        assert_eq!(t.fp.len, FP_MAX);
-        // copytruncate: truncated and written again
+        assert!(matches!(read(&mut t), Growth::Read));
+        assert_eq!(t.fp.len, FP_MAX, "the identity covers the grown head");
+        assert!(!t.truncated().unwrap());
+        // copytruncate, then written again past the read position before the tailer looks
         f.set_len(0).unwrap();
-        f.write_all(b"other first line\n").unwrap();
-        assert!(!t.check_fingerprint().unwrap());
+        f.write_all(&[b'y'; 600]).unwrap();
+        assert!(t.truncated().unwrap());
+
+        // a short head is checked before it is extended
+        std::fs::write(&path, "short\n").unwrap();
+        let mut t = Tailer::new("s".into(), Handle::open(&path).unwrap(), spec(), 0).unwrap();
+        assert!(matches!(read(&mut t), Growth::Read));
+        std::fs::write(&path, "rewritten with a longer head\n").unwrap();
+        assert!(matches!(read(&mut t), Growth::Truncated));
     }
 }
