@@ -19,18 +19,25 @@ struct Agent {
 }
 
 impl Agent {
+    /// An agent without Kubernetes API access.
     fn start(server: &str, state: &Path, pods: &Path, extra: &[&str]) -> Agent {
+        let mut args = vec!["--node-name", "node-1", "--no-kubernetes"];
+        args.extend(extra);
+        Agent::start_with(server, state, pods, &args)
+    }
+
+    fn start_with(server: &str, state: &Path, pods: &Path, args: &[&str]) -> Agent {
         let port = free_port();
         let child = quarry()
             .args(["agent", "--server", server, "--state-dir"])
             .arg(state)
             .arg("--pods-root")
             .arg(pods)
-            .args(["--node-name", "node-1", "--no-kubernetes", "--log"])
+            .arg("--log")
             // QUARRY_TEST_AGENT_LOG=debug shows what the agents did when a test fails
             .arg(std::env::var("QUARRY_TEST_AGENT_LOG").unwrap_or_else(|_| "warn".into()))
             .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
-            .args(extra)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -346,4 +353,406 @@ fn a_short_lived_file_is_read_before_it_goes() {
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(agent);
+}
+
+/// The Kubernetes API emulator of `crates/kube/tests/apiserver.py`: no real apiserver can run on the test
+/// machines, so kmock 0.8 (`pip install 'kmock==0.8.*'`, done by `.ci/run`) serves the recorded real Pod
+/// objects of fluent-bit's Kubernetes tests over the list and watch protocol. Killed on drop.
+struct Apiserver {
+    child: Child,
+    url: String,
+    manifest: serde_json::Value,
+}
+
+const NODE: &str = "ip-10-49-18-80.eu-west-1.compute.internal";
+
+impl Apiserver {
+    fn start() -> Apiserver {
+        use std::io::BufRead;
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut child = std::process::Command::new("python3")
+            .arg(root.join("crates/kube/tests/apiserver.py"))
+            .arg("--meta-dir")
+            .arg(root.join(
+                "../shared/data/container_logs/fluent-bit/tests/runtime/data/kubernetes/meta",
+            ))
+            .args([
+                "--node",
+                NODE,
+                "--other-node",
+                "ip-10-49-20-7.eu-west-1.compute.internal",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            !line.is_empty(),
+            "the emulator did not start (pip install 'kmock==0.8.*'); see its stderr above"
+        );
+        let manifest: serde_json::Value = serde_json::from_str(&line).unwrap();
+        Apiserver {
+            url: format!("http://127.0.0.1:{}", manifest["port"]),
+            child,
+            manifest,
+        }
+    }
+
+    /// Creates a pod on this node through the API, as the scheduler and kubelet would have.
+    fn create_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        labels: serde_json::Value,
+        annotations: serde_json::Value,
+    ) {
+        let pod = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "uid": uid,
+                         "labels": labels, "annotations": annotations},
+            "spec": {"nodeName": NODE, "containers": [{"name": "app", "image": "registry.example/app:7"}]},
+        });
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{}/api/v1/namespaces/{namespace}/pods", self.url))
+            .json(&pod)
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "create pod: {}", r.status());
+    }
+
+    fn delete_pod(&self, namespace: &str, name: &str) {
+        let r = reqwest::blocking::Client::new()
+            .delete(format!(
+                "{}/api/v1/namespaces/{namespace}/pods/{name}",
+                self.url
+            ))
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "delete pod: {}", r.status());
+    }
+}
+
+impl Drop for Apiserver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn append(path: &Path, text: &str) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    open_append(path).write_all(text.as_bytes()).unwrap();
+}
+
+fn cri(msg: &str) -> String {
+    format!("2024-05-01T10:00:00.000000000Z stdout F {msg}\n")
+}
+
+/// Waits until `q` (a `stats count(*)` query) counts at least `n`.
+fn wait_count(server: &Server, q: &str, n: u64, what: &str) {
+    let started = Instant::now();
+    loop {
+        server.client().commit().unwrap();
+        if count(&server.url, q) >= n {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what}: {q} stayed below {n}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Metadata from the Kubernetes API through the agent: the recorded pods of this node get their uid,
+/// image, labels, allow-listed annotations, namespace and node labels; a pod annotation switches multi-line
+/// joining on; a deleted pod's last lines are still enriched; a pod whose metadata arrives after its file
+/// was opened gets it on later lines.
+#[test]
+fn kubernetes_metadata_reaches_the_events() {
+    let api = Apiserver::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let pods = tmp.path().join("pods");
+    fs::create_dir_all(&pods).unwrap();
+    api.create_pod(
+        "default",
+        "java-app",
+        "uid-java",
+        serde_json::json!({"app": "java-app"}),
+        serde_json::json!({"quarry.dev/multiline": "java"}),
+    );
+    let recorded: Vec<&serde_json::Value> = api.manifest["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["node"] == NODE && !p["images"].as_object().unwrap().is_empty())
+        .collect();
+    assert!(
+        recorded.len() >= 3,
+        "recorded pods on the node: {recorded:?}"
+    );
+    let log_of = |ns: &str, name: &str, uid: &str, container: &str| {
+        pods.join(format!("{ns}_{name}_{uid}/{container}/0.log"))
+    };
+    for p in &recorded {
+        let container = p["images"].as_object().unwrap().keys().next().unwrap();
+        let path = log_of(
+            p["namespace"].as_str().unwrap(),
+            p["name"].as_str().unwrap(),
+            p["uid"].as_str().unwrap(),
+            container,
+        );
+        append(&path, &(cri("one") + &cri("two")));
+    }
+    let java = log_of("default", "java-app", "uid-java", "app");
+    let trace = [
+        "Exception in thread \"main\" java.lang.IllegalStateException: boom",
+        "\tat com.example.App.run(App.java:42)",
+        "\tat com.example.App.main(App.java:10)",
+        "Caused by: java.io.IOException: disk full",
+        "\t... 2 more",
+    ];
+    append(&java, &trace.iter().map(|l| cri(l)).collect::<String>());
+    append(&java, &cri("after the trace"));
+    let late = log_of("default", "late-pod", "uid-late", "app");
+    append(&late, &cri("before the pod is known"));
+
+    let config = tmp.path().join("quarry.toml");
+    fs::write(
+        &config,
+        "[agent]\nannotation_allow = [\"prometheus.io/*\"]\n",
+    )
+    .unwrap();
+    let server = Server::start(&tmp.path().join("data"), &["--commit-interval", "300ms"]);
+    let agent = Agent::start_with(
+        &server.url,
+        &tmp.path().join("state"),
+        &pods,
+        &[
+            "--node-name",
+            NODE,
+            "--cluster",
+            "test-cluster",
+            "--kubernetes-api",
+            &api.url,
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    wait_count(
+        &server,
+        "stats count(*)",
+        2 * recorded.len() as u64 + 3,
+        "first lines",
+    );
+
+    for p in &recorded {
+        let (ns, name) = (
+            p["namespace"].as_str().unwrap(),
+            p["name"].as_str().unwrap(),
+        );
+        let (container, image) = p["images"].as_object().unwrap().iter().next().unwrap();
+        let mut wanted: Vec<(String, Option<&str>)> = vec![
+            ("kubernetes.pod_uid".into(), p["uid"].as_str()),
+            ("kubernetes.cluster".into(), Some("test-cluster")),
+            ("kubernetes.node".into(), Some(NODE)),
+            ("kubernetes.container".into(), Some(container.as_str())),
+            ("kubernetes.container_image".into(), image.as_str()),
+            (
+                "kubernetes.node_labels.topology.kubernetes.io/zone".into(),
+                Some("eu-west-1a"),
+            ),
+        ];
+        for (k, v) in p["labels"].as_object().unwrap() {
+            wanted.push((format!("kubernetes.labels.{k}"), v.as_str()));
+        }
+        for (k, v) in p["annotations"].as_object().unwrap() {
+            // only allow-listed annotations are copied
+            let allowed = k.starts_with("prometheus.io/");
+            wanted.push((
+                format!("kubernetes.annotations.{k}"),
+                v.as_str().filter(|_| allowed),
+            ));
+        }
+        for (k, v) in api.manifest["namespaces"][ns].as_object().unwrap() {
+            wanted.push((format!("kubernetes.namespace_labels.{k}"), v.as_str()));
+        }
+        let fields: Vec<String> = wanted.iter().map(|(k, _)| format!("`{k}`")).collect();
+        let rows = query(
+            &server.url,
+            &format!(
+                "filter kubernetes.namespace = \"{ns}\" and kubernetes.pod = \"{name}\" | fields {} | limit 5",
+                fields.join(", ")
+            ),
+        );
+        assert_eq!(rows.len(), 2, "{ns}/{name}");
+        for (k, want) in &wanted {
+            let got = rows[0].get(k).and_then(|v| v.as_str());
+            assert_eq!(got, *want, "{ns}/{name}: {k} in {:?}", rows[0]);
+        }
+    }
+
+    // the annotation joined the stack trace into one event
+    let rows = query(
+        &server.url,
+        "filter kubernetes.pod = \"java-app\" | fields @message, `kubernetes.labels.app` | sort @message asc",
+    );
+    let messages: Vec<&str> = rows
+        .iter()
+        .map(|r| r["@message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        messages,
+        [trace.join("\n").as_str(), "after the trace"],
+        "{rows:?}"
+    );
+    assert_eq!(rows[0]["kubernetes.labels.app"], "java-app");
+
+    // a deleted pod's last lines keep its metadata
+    let gone = recorded[0];
+    let (ns, name) = (
+        gone["namespace"].as_str().unwrap(),
+        gone["name"].as_str().unwrap(),
+    );
+    api.delete_pod(ns, name);
+    std::thread::sleep(Duration::from_millis(1500));
+    let container = gone["images"].as_object().unwrap().keys().next().unwrap();
+    append(
+        &log_of(ns, name, gone["uid"].as_str().unwrap(), container),
+        &cri("last words"),
+    );
+    let q = format!(
+        "filter kubernetes.pod = \"{name}\" and kubernetes.pod_uid = \"{}\" | stats count(*)",
+        gone["uid"].as_str().unwrap()
+    );
+    wait_count(&server, &q, 3, "a deleted pod's last line");
+    let rows = query(
+        &server.url,
+        "filter @message = \"last words\" | fields `kubernetes.container_image`",
+    );
+    assert_eq!(
+        rows[0]["kubernetes.container_image"],
+        gone["images"][container]
+    );
+
+    // metadata that arrives after the file was opened reaches the later lines
+    api.create_pod(
+        "default",
+        "late-pod",
+        "uid-late",
+        serde_json::json!({"app": "late"}),
+        serde_json::json!({}),
+    );
+    let started = Instant::now();
+    loop {
+        append(&late, &cri("after the pod is known"));
+        server.client().commit().unwrap();
+        if count(&server.url, "filter kubernetes.pod = \"late-pod\" and `kubernetes.labels.app` = \"late\" | stats count(*)") > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the late pod's labels never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(
+        count(&server.url, "filter @message = \"before the pod is known\" and kubernetes.pod_uid = \"uid-late\" | stats count(*)"),
+        1,
+        "lines before the metadata arrived are enriched from the path"
+    );
+    assert_eq!(agent.metric("quarry_agent_metadata_connected"), Some(1.0));
+}
+
+/// fluent-bit's multi-line test vectors (CRI and docker partial lines, mixed formats, a custom start
+/// pattern) written to container logs in small pieces, lines cut across writes: the agent stores the
+/// records fluent-bit's tests expect, each once.
+#[test]
+fn partial_and_multiline_vectors_through_the_agent() {
+    let doc: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(
+            "../shared/data/container_logs/test_vectors/fluent-bit_multiline_c_vectors.json",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let sets = doc["sets"].as_object().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let pods = tmp.path().join("pods");
+    fs::create_dir_all(&pods).unwrap();
+    let config = tmp.path().join("quarry.toml");
+    fs::write(
+        &config,
+        "[[agent.multiline]]\npod_prefix = \"issue-3817\"\nmode = 'custom:^\\[DEBUG\\]'\n",
+    )
+    .unwrap();
+    let server = Server::start(&tmp.path().join("data"), &["--commit-interval", "300ms"]);
+    let agent = Agent::start(
+        &server.url,
+        &tmp.path().join("state"),
+        &pods,
+        &["--config", config.to_str().unwrap()],
+    );
+    let mut expected_total = 0;
+    let mut files = Vec::new();
+    for (name, set) in sets {
+        let pod = name.replace('_', "-");
+        let path = pods.join(format!("vectors_{pod}_uid-{pod}/app/0.log"));
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        // a raw newline inside a docker `log` string is written as docker writes it, `\n`
+        let text: String = set["input"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().replace('\n', "\\n") + "\n")
+            .collect();
+        files.push((File::create(&path).unwrap(), text.into_bytes()));
+        expected_total += set["expected_output"].as_array().unwrap().len() as u64;
+    }
+    // pieces of 1 to 37 bytes, interleaved across the files, with pauses so the agent reads between them
+    let mut at = vec![0usize; files.len()];
+    let mut step = 0;
+    while at.iter().zip(&files).any(|(a, (_, t))| a < &t.len()) {
+        for (i, (f, text)) in files.iter_mut().enumerate() {
+            let n = (1 + (step * 7 + i * 13) % 37).min(text.len() - at[i]);
+            f.write_all(&text[at[i]..at[i] + n]).unwrap();
+            at[i] += n;
+        }
+        step += 1;
+        if step % 8 == 0 {
+            std::thread::sleep(Duration::from_millis(15));
+        }
+    }
+    wait_count(&server, "stats count(*)", expected_total, "vector records");
+    std::thread::sleep(Duration::from_millis(1500)); // nothing more arrives
+    server.client().commit().unwrap();
+    assert_eq!(count(&server.url, "stats count(*)"), expected_total);
+    for (name, set) in sets {
+        let pod = name.replace('_', "-");
+        let mut want: Vec<String> = set["expected_output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().trim_end_matches('\n').to_string())
+            .collect();
+        let rows = query(
+            &server.url,
+            &format!("filter kubernetes.pod = \"{pod}\" | fields @message | limit 100"),
+        );
+        let mut got: Vec<String> = rows
+            .iter()
+            .map(|r| r["@message"].as_str().unwrap().to_string())
+            .collect();
+        // file order is checked by the decoder's own tests; here every record arrives once
+        want.sort();
+        got.sort();
+        assert_eq!(got, want, "set {name}");
+    }
+    assert_eq!(agent.metric("quarry_agent_queue_bytes"), Some(0.0));
 }

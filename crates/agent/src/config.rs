@@ -112,7 +112,7 @@ pub struct FileConfig {
     /// Its parser (`auto` when absent).
     #[serde(default)]
     pub format: Option<String>,
-    /// Multi-line joining (`java`, `python`, `go`, or a start regex).
+    /// Multi-line joining (`java`, `python`, `go`, `auto`, or `custom:<start regex>`).
     #[serde(default)]
     pub multiline: Option<String>,
     /// Read from the beginning when first found (default: from the end, as it predates the agent).
@@ -145,7 +145,7 @@ pub struct MultilineRule {
     /// Container name (any when absent).
     #[serde(default)]
     pub container: Option<String>,
-    /// `java`, `python`, `go`, or a start regex.
+    /// `java`, `python`, `go`, `auto`, or `custom:<start regex>`.
     pub mode: String,
 }
 
