@@ -171,6 +171,11 @@ struct AgentArgs {
     /// audit:/var/log/kubernetes/audit/audit.log (repeatable; read from its end when first found).
     #[arg(long = "file", value_name = "KIND:PATH")]
     files: Vec<String>,
+    /// Load and check the configuration (file, environment and options, exactly as the agent would),
+    /// print a short summary and exit: 0 when the agent would start with it, non-zero with the error
+    /// when not. Touches neither the state directory nor the network.
+    #[arg(long)]
+    check_config: bool,
 }
 
 #[derive(Args, Clone)]
@@ -683,6 +688,7 @@ fn demo(a: DemoArgs) -> Result<()> {
 
 /// `quarry agent`: settings from the [agent] table of the configuration file, then the options.
 fn agent(a: AgentArgs, config: Option<&std::path::Path>) -> Result<()> {
+    let check_only = a.check_config;
     let mut cfg = match config {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| {
@@ -744,6 +750,9 @@ fn agent(a: AgentArgs, config: Option<&std::path::Path>) -> Result<()> {
             from_head: false,
         });
     }
+    if check_only {
+        return check_agent_config(&cfg, config);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     std::thread::spawn(move || {
@@ -762,4 +771,52 @@ fn agent(a: AgentArgs, config: Option<&std::path::Path>) -> Result<()> {
         }
     })?;
     Ok(())
+}
+
+/// `quarry agent --check-config`: validates the settings the agent would run with and prints them.
+fn check_agent_config(
+    cfg: &quarry_agent::AgentConfig,
+    config: Option<&std::path::Path>,
+) -> Result<()> {
+    quarry_agent::validate(cfg).context("the agent would not start")?;
+    let source = config.map_or_else(|| "no file".into(), |p| p.display().to_string());
+    println!("configuration OK ({source})");
+    println!("  server          {}", cfg.server);
+    println!("  node            {}", cfg.node_name);
+    println!(
+        "  cluster         {}",
+        cfg.cluster.as_deref().unwrap_or("-")
+    );
+    println!("  state_dir       {}", cfg.state_dir.display());
+    println!("  pods_root       {}", cfg.pods_root.display());
+    let files: Vec<String> = cfg
+        .files
+        .iter()
+        .map(|f| format!("{}:{}", f.kind, f.path.display()))
+        .collect();
+    println!("  files           {}", list_or_dash(&files));
+    println!("  journald units  {}", list_or_dash(&cfg.journald.units));
+    println!(
+        "  kubernetes      {}",
+        if cfg.kubernetes { "watch" } else { "off" }
+    );
+    let metrics = match cfg.metrics_listen.as_str() {
+        "" => "none",
+        m => m,
+    };
+    println!("  metrics_listen  {metrics}");
+    println!(
+        "  redaction       {}",
+        if cfg.redact.enabled { "on" } else { "off" }
+    );
+    Ok(())
+}
+
+/// The items joined with commas, or `-` for none.
+fn list_or_dash(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".into()
+    } else {
+        items.join(", ")
+    }
 }

@@ -84,6 +84,16 @@ fn state_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> AgentEr
     move |source| AgentError::State { path, source }
 }
 
+/// Checks everything the agent checks before it touches the state directory or the network: the
+/// settings ([`AgentConfig::validate`]) and, when redaction is on, its rules and HMAC key.
+pub fn validate(cfg: &AgentConfig) -> Result<(), AgentError> {
+    cfg.validate()?;
+    if cfg.redact.enabled {
+        quarry_redact::Redactor::new(&cfg.redact)?;
+    }
+    Ok(())
+}
+
 /// Runs the agent until `stop` is set (SIGTERM): batches in progress are queued, and what the server has
 /// acknowledged is checkpointed. `on_ready` receives the metrics endpoint's address once listening.
 pub fn run(
@@ -91,7 +101,7 @@ pub fn run(
     stop: Arc<AtomicBool>,
     on_ready: impl FnOnce(Option<std::net::SocketAddr>),
 ) -> Result<(), AgentError> {
-    cfg.validate()?;
+    validate(&cfg)?;
     let cfg = Arc::new(cfg);
     std::fs::create_dir_all(&cfg.state_dir).map_err(state_err(&cfg.state_dir))?;
     let lock_path = cfg.state_dir.join("agent.lock");
