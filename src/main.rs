@@ -253,7 +253,7 @@ struct ImportArgs {
     #[command(flatten)]
     to: Where,
     /// Parser: auto (detect per file) or one of container, cri, docker, audit, vpcflow, cloudtrail, syslog,
-    /// klog, json, logfmt, text.
+    /// journald (`journalctl -o json`), klog, json, logfmt, text.
     #[arg(long, default_value = "auto")]
     format: Format,
     /// Store every file as this kind (default: from the path and the detected format).

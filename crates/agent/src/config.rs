@@ -124,12 +124,28 @@ pub struct FileConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JournaldConfig {
-    /// Units to read (`kubelet.service`, `containerd.service`); empty: journald is not read.
+    /// Units to read, exact names (`kubelet.service`, `containerd.service`); empty: journald is not read.
     pub units: Vec<String>,
-    /// A journal directory to read instead of the system journal (`journalctl --directory`).
+    /// A journal directory to read instead of the system journal (`journalctl --directory`), such as the
+    /// host's `/var/log/journal` mounted into the agent's pod.
     pub directory: Option<PathBuf>,
-    /// The `journalctl` binary.
+    /// The `journalctl` binary (default: `journalctl` on the `PATH`).
     pub journalctl: Option<PathBuf>,
+    /// Where to begin when there is no saved cursor (the very first start).
+    pub read_from: JournalStart,
+}
+
+/// Where journal reading begins when there is no saved cursor.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JournalStart {
+    /// The first entry of the current boot (the newest boot in `directory`); older boots are not read.
+    #[default]
+    Boot,
+    /// The oldest entry the journal still holds.
+    Head,
+    /// Only entries written from now on.
+    Tail,
 }
 
 /// Multi-line joining for matching containers.
@@ -192,6 +208,14 @@ impl AgentConfig {
             if let Some(m) = &f.multiline {
                 m.parse::<Multiline>()
                     .map_err(|e| invalid(format!("files[{i}].multiline"), e))?;
+            }
+        }
+        for (i, u) in self.journald.units.iter().enumerate() {
+            if u.trim().is_empty() || u.starts_with('-') || u.contains(['\0', '\n']) {
+                return Err(invalid(
+                    format!("journald.units[{i}]"),
+                    format!("{u:?} is not a unit name"),
+                ));
             }
         }
         for (i, r) in self.multiline.iter().enumerate() {

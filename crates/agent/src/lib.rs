@@ -11,6 +11,8 @@
 //!   files to their end while their descriptor is held, seals batches, stops reading when the queue is full.
 //! - [`enrich`]: source descriptors with Kubernetes metadata (`quarry-kube`, looked up per file, never per
 //!   line), multi-line rules by pod annotation or configuration, redaction (`quarry-redact`).
+//! - [`journald`]: reads journald units (kubelet, containerd) through `journalctl -o json --follow`,
+//!   resumable at a saved cursor.
 //! - [`queue`]: the disk queue of sealed batches (CRC per record, fsync cadence, survives restarts, skips
 //!   a damaged record instead of wedging).
 //! - [`ship`]: sends fsynced batches in order to `POST /api/v1/ingest/streams` and, on acknowledgement,
@@ -26,6 +28,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod discover;
 pub mod enrich;
+pub mod journald;
 pub mod metrics;
 pub mod queue;
 pub mod reader;

@@ -73,6 +73,11 @@ pub(crate) fn detect_value(v: &J) -> Format {
                     _ => {}
                 }
             }
+            if o.contains_key("MESSAGE")
+                && (o.contains_key("__CURSOR") || o.contains_key("__REALTIME_TIMESTAMP"))
+            {
+                return Format::Journald;
+            }
             if o.contains_key("log") && o.contains_key("stream") && o.contains_key("time") {
                 return Format::Container;
             }
@@ -184,6 +189,11 @@ mod tests {
             ),
             Format::Audit
         );
+        assert_eq!(
+            j(r#"{"__CURSOR":"s=1;i=2","MESSAGE":"x","__REALTIME_TIMESTAMP":"1"}"#),
+            Format::Journald
+        );
+        assert_eq!(j(r#"{"MESSAGE":"x"}"#), Format::Json);
         assert_eq!(j(r#"{"level":"info","msg":"x"}"#), Format::Json);
     }
 }

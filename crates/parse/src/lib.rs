@@ -4,7 +4,8 @@
 //! document) and yields one event per record: container runtime lines (CRI with `P`/`F` partials, docker
 //! json-file with 16 KB splits), Kubernetes audit events (v1 and v1beta1, `EventList` batches, and the EKS,
 //! GKE and AKS wrappers), VPC flow logs (versions 2 to 8, Transit Gateway, custom layouts), CloudTrail,
-//! syslog (RFC 3164 and 5424), klog, JSON, logfmt and plain text, and can guess the format itself
+//! syslog (RFC 3164 and 5424), journald entries (`journalctl -o json`), klog, JSON, logfmt and plain text,
+//! and can guess the format itself
 //! ([`Format::Auto`]). Stack traces can be joined into one record ([`Multiline`]).
 //!
 //! Nothing is dropped: a record that cannot be read becomes an event that keeps its raw text and says why
@@ -23,6 +24,7 @@
 mod container;
 mod detect;
 mod docs;
+mod journald;
 mod jsonflat;
 mod klog;
 mod logfmt;
@@ -68,6 +70,8 @@ pub enum Format {
     CloudTrail,
     /// Syslog, RFC 3164 or 5424.
     Syslog,
+    /// journald entries as `journalctl -o json` writes them, one JSON object per line.
+    Journald,
     /// klog lines of Kubernetes components.
     Klog,
     /// One JSON object per record.
@@ -80,7 +84,7 @@ pub enum Format {
 
 impl Format {
     /// Every format, in a fixed order.
-    pub const ALL: [Format; 12] = [
+    pub const ALL: [Format; 13] = [
         Format::Auto,
         Format::Container,
         Format::Cri,
@@ -89,6 +93,7 @@ impl Format {
         Format::VpcFlow,
         Format::CloudTrail,
         Format::Syslog,
+        Format::Journald,
         Format::Klog,
         Format::Json,
         Format::Logfmt,
@@ -106,6 +111,7 @@ impl Format {
             Format::VpcFlow => "vpcflow",
             Format::CloudTrail => "cloudtrail",
             Format::Syslog => "syslog",
+            Format::Journald => "journald",
             Format::Klog => "klog",
             Format::Json => "json",
             Format::Logfmt => "logfmt",
@@ -120,7 +126,7 @@ impl Format {
             Format::Audit => Kind::Audit,
             Format::VpcFlow => Kind::VpcFlow,
             Format::CloudTrail => Kind::CloudTrail,
-            Format::Syslog | Format::Klog => Kind::Syslog,
+            Format::Syslog | Format::Journald | Format::Klog => Kind::Syslog,
             Format::Json | Format::Logfmt => Kind::Json,
             Format::Text | Format::Auto => Kind::Text,
         }
@@ -158,7 +164,7 @@ impl fmt::Display for Format {
 
 /// A format name that is not one of [`Format::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown log format {0:?}: expected one of auto, container, cri, docker, audit, vpcflow, cloudtrail, syslog, klog, json, logfmt, text")]
+#[error("unknown log format {0:?}: expected one of auto, container, cri, docker, audit, vpcflow, cloudtrail, syslog, journald, klog, json, logfmt, text")]
 pub struct ParseFormatError(pub String);
 
 impl FromStr for Format {
@@ -535,8 +541,11 @@ impl Decoder {
         if blank {
             return;
         }
-        let single_line = matches!(self.format, Format::Syslog | Format::Klog | Format::Logfmt)
-            || (self.format == Format::VpcFlow && !text.trim_ascii_start().starts_with('{'));
+        let single_line = matches!(
+            self.format,
+            Format::Syslog | Format::Journald | Format::Klog | Format::Logfmt
+        ) || (self.format == Format::VpcFlow
+            && !text.trim_ascii_start().starts_with('{'));
         if truncated && single_line {
             self.stats.truncated += 1;
         }
@@ -561,6 +570,7 @@ impl Decoder {
                     Err(e) => error_event("klog", text, e, fb, None),
                 });
             }
+            Format::Journald => out.push(journald::parse(text, fb, truncated.then_some(self.cap))),
             Format::Logfmt => out.push(logfmt_event(text, fb)),
             Format::Container | Format::Cri | Format::Docker | Format::Text => {}
         }
@@ -695,7 +705,12 @@ impl Decoder {
             Some(f) => f,
             None => {
                 self.format = match serde_json::from_str::<serde_json::Value>(&acc.buf) {
-                    Ok(v) => detect::detect_value(&v),
+                    // journalctl writes an entry on one line; spread over lines (`-o json-pretty`) it
+                    // is read as JSON
+                    Ok(v) => match detect::detect_value(&v) {
+                        Format::Journald => Format::Json,
+                        f => f,
+                    },
                     Err(_) => Format::Json,
                 };
                 match self.format.doc() {
@@ -1012,6 +1027,7 @@ pub fn reparse(format: &str, raw: &str, hint: Option<&str>, ts: i64) -> Event {
             }
         }
         Format::Logfmt => logfmt_event(raw, ts),
+        Format::Journald => journald::parse(raw, ts, cap),
         Format::Audit | Format::CloudTrail | Format::Json | Format::VpcFlow => {
             let layout = match (fmt, hint) {
                 (Format::VpcFlow, Some(h)) if cap.is_none() => match vpcflow::parse_format(h) {
@@ -1052,6 +1068,13 @@ pub fn reparse(format: &str, raw: &str, hint: Option<&str>, ts: i64) -> Event {
     ev.ts = ts;
     ev.hint = hint.map(str::to_string);
     ev
+}
+
+/// Reads one line of `journalctl -o json` ([`Format::Journald`]) into an event, as a [`Decoder`] would;
+/// `cut_at` is the record cap when the line was cut at it (the event is then its raw text with a parse
+/// error). `fallback_ts` (UTC ns) is the time of an entry without one.
+pub fn parse_journald(line: &str, fallback_ts: i64, cut_at: Option<usize>) -> Event {
+    journald::parse(line, fallback_ts, cut_at)
 }
 
 /// Decodes a whole buffer at once (a convenience for tests and importers).

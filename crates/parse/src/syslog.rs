@@ -7,7 +7,7 @@ use crate::timeutil::parse_bsd_stamp;
 use quarry_model::time::{parse_rfc3339, parse_rfc3339_prefix};
 use quarry_model::{Fields, Value};
 
-const FACILITIES: [&str; 24] = [
+pub(crate) const FACILITIES: [&str; 24] = [
     "kern",
     "user",
     "mail",
@@ -33,7 +33,7 @@ const FACILITIES: [&str; 24] = [
     "local6",
     "local7",
 ];
-const SEVERITIES: [&str; 8] = [
+pub(crate) const SEVERITIES: [&str; 8] = [
     "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
 ];
 

@@ -50,6 +50,56 @@ fn chunk_boundaries_at_every_offset() {
     let utf8 =
         "Jun 14 15:16:01 höst app[1]: ünïcödé 🙂\n<13>1 2020-03-13T20:45:38.119Z h a 1 ID - m\n";
     every_split(Format::Syslog, DecoderOptions::default(), utf8.as_bytes());
+    every_split(
+        Format::Journald,
+        DecoderOptions::default(),
+        JOURNAL.as_bytes(),
+    );
+}
+
+/// `journalctl -o json --all` output (systemd 252) of a journal built with systemd-journal-remote: a
+/// kubelet klog line, containerd, a MESSAGE that is not UTF-8 (a byte array), and a bad line.
+const JOURNAL: &str = concat!(
+    r#"{"_HOSTNAME":"node-1","MESSAGE":"I1123 10:00:00.000000     812 kubelet.go:2345] \"SyncLoop ADD\" source=\"api\"","_EXE":"/usr/bin/kubelet","PRIORITY":"6","SYSLOG_IDENTIFIER":"kubelet","_BOOT_ID":"0123456789abcdef0123456789abcdef","_UID":"0","_COMM":"kubelet","__REALTIME_TIMESTAMP":"1700733600000000","__MONOTONIC_TIMESTAMP":"1000000","_TRANSPORT":"stdout","__CURSOR":"s=03b5a0ef70ce4d7e84574350a140216e;i=1;b=0123456789abcdef0123456789abcdef;m=f4240;t=60acee615e800;x=118de8318e47f081","_SYSTEMD_UNIT":"kubelet.service","SYSLOG_FACILITY":"3","_PID":"812"}"#,
+    "\n",
+    r#"{"_HOSTNAME":"node-1","__REALTIME_TIMESTAMP":"1700733601000000","_TRANSPORT":"stdout","_PID":"700","MESSAGE":"time=\"2023-11-23T10:00:01.000000000Z\" level=info msg=\"StartContainer returns successfully\"","_SYSTEMD_UNIT":"containerd.service","__MONOTONIC_TIMESTAMP":"2000000","__CURSOR":"s=03b5a0ef70ce4d7e84574350a140216e;i=2;b=0123456789abcdef0123456789abcdef;m=1e8480;t=60acee6252a40;x=e9daf7de6d2c8c66","SYSLOG_IDENTIFIER":"containerd","_BOOT_ID":"0123456789abcdef0123456789abcdef","PRIORITY":"6"}"#,
+    "\r\n",
+    r#"{"__REALTIME_TIMESTAMP":"1700733602000000","MESSAGE":[98,97,100,32,255,254,32,195,169],"__CURSOR":"s=c02f;i=3"}"#,
+    "\n\nnot json\n",
+    r#"{"__CURSOR":"s=c02f;i=4","__REALTIME_TIMESTAMP":"1700733603000000"}"#,
+);
+
+#[test]
+fn journald_lines_bad_ones_and_the_cap() {
+    for fmt in [Format::Journald, Format::Auto] {
+        let (evs, stats) = decode_bytewise(fmt, DecoderOptions::default(), JOURNAL.as_bytes(), NOW);
+        assert_eq!(evs.len(), 5, "{fmt}");
+        assert!(evs.iter().all(|e| e.format == "journald"));
+        assert_eq!(evs[0].ts, 1_700_733_600_000_000_000);
+        assert_eq!(evs[0].fields.get("file"), Some(&Value::from("kubelet.go")));
+        assert_eq!(
+            evs[1].fields.get("systemd.unit"),
+            Some(&Value::from("containerd.service"))
+        );
+        assert!(evs[1].message().starts_with("time=\"2023-11-23T10:00:01"));
+        assert_eq!(evs[2].message(), "bad \u{fffd}\u{fffd} é");
+        assert!(evs[3].parse_error.is_some() && evs[3].ts == NOW);
+        assert!(evs[4].parse_error.as_deref().unwrap().contains("MESSAGE"));
+        assert_eq!(evs[4].ts, 1_700_733_603_000_000_000);
+        assert_eq!(stats.parse_errors, 2);
+        assert_eq!(stats.truncated, 0);
+    }
+    let opts = DecoderOptions {
+        max_record_bytes: 200,
+        ..DecoderOptions::default()
+    };
+    let (evs, stats) = decode_bytewise(Format::Journald, opts, JOURNAL.as_bytes(), NOW);
+    assert_eq!(evs.len(), 5);
+    assert_eq!(stats.truncated, 2);
+    assert_eq!(evs[0].raw.len(), 200);
+    assert_eq!(evs[0].hint.as_deref(), Some("max_record_bytes=200"));
+    assert!(evs[0].parse_error.as_deref().unwrap().contains("cut"));
+    assert_eq!(evs[2].parse_error, None);
 }
 
 #[test]
@@ -304,6 +354,7 @@ fn mangled_input_never_panics() {
         read("k8s_audit/elastic_integrations/packages/kubernetes/data_stream/audit_logs/_dev/test/pipeline/test-audit.log"),
         read("aws/elastic_integrations/packages/aws/data_stream/vpcflow/_dev/test/pipeline/test-tcp-flag-sequence.log"),
         read("aws/awsdocs_eks_cloudtrail/eks_cloudtrail_examples.jsonl"),
+        JOURNAL.as_bytes().to_vec(),
         b"<13>1 2020-03-13T20:45:38.119Z h a 1 ID [x@1 a=\"b\\\"\"] m\nI0505 17:59:40.692994 1 a.go:1] x\nJun 14 15:16:01 h a[1]: y\nk=v x=\"y\"\n2024-05-01T12:00:00Z stdout P a\n".to_vec(),
     ];
     let mut seed: u64 = 0x9e3779b97f4a7c15;
