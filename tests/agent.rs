@@ -756,3 +756,126 @@ fn partial_and_multiline_vectors_through_the_agent() {
     }
     assert_eq!(agent.metric("quarry_agent_queue_bytes"), Some(0.0));
 }
+
+/// Appends journal entries (journal export format, through `systemd-journal-remote` from the Debian package
+/// of that name, as `.ci/run` installs) to `dir/node.journal`: `(unit, message)` pairs, one second apart.
+fn append_journal(dir: &Path, first_sec: u64, entries: &[(&str, String)]) {
+    let tool = [
+        "/lib/systemd/systemd-journal-remote",
+        "/usr/lib/systemd/systemd-journal-remote",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .expect("install the Debian package systemd-journal-remote");
+    let mut text = String::new();
+    for (i, (unit, msg)) in entries.iter().enumerate() {
+        let sec = first_sec + i as u64;
+        text += &format!(
+            "__REALTIME_TIMESTAMP={}\n__MONOTONIC_TIMESTAMP={}\n_BOOT_ID=0f0e0d0c0b0a09080706050403020100\n\
+             _HOSTNAME=node-1\n_SYSTEMD_UNIT={unit}\nSYSLOG_IDENTIFIER={}\nPRIORITY=6\nMESSAGE={msg}\n\n",
+            1_763_856_000_000_000 + sec * 1_000_000,
+            1_000_000 + sec * 1_000_000,
+            unit.trim_end_matches(".service"),
+        );
+    }
+    let mut child = std::process::Command::new(tool)
+        .arg(format!("--output={}", dir.join("node.journal").display()))
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// journald units through the agent (the real `journalctl` on a journal directory): the configured units
+/// arrive, others do not, kubelet's klog lines are parsed, and across SIGKILLs while the journal grows
+/// every entry is stored exactly once (the cursor of the newest queued batch is where reading resumes).
+#[test]
+fn journald_units_arrive_once_across_sigkills() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (journal, pods) = (tmp.path().join("journal"), tmp.path().join("pods"));
+    fs::create_dir_all(&journal).unwrap();
+    fs::create_dir_all(&pods).unwrap();
+    let mut next = 0u64;
+    let mut wanted = 0u64;
+    let mut write = |n: u64| {
+        let entries: Vec<(&str, String)> = (next..next + n)
+            .map(|i| match i % 4 {
+                0 | 1 => (
+                    "kubelet.service",
+                    format!("I1123 10:00:00.000000     812 kubelet.go:{i}] seq={i}"),
+                ),
+                2 => ("containerd.service", format!("level=info msg=\"seq={i}\"")),
+                _ => ("ssh.service", format!("not collected seq={i}")),
+            })
+            .collect();
+        append_journal(&journal, next, &entries);
+        wanted += entries.iter().filter(|(u, _)| *u != "ssh.service").count() as u64;
+        next += n;
+    };
+    write(400);
+    let config = tmp.path().join("quarry.toml");
+    fs::write(
+        &config,
+        format!(
+            "[agent.journald]\nunits = [\"kubelet.service\", \"containerd.service\"]\ndirectory = {:?}\nread_from = \"head\"\n",
+            journal.display().to_string()
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&tmp.path().join("data"), &["--commit-interval", "300ms"]);
+    let state = tmp.path().join("state");
+    let args = ["--config", config.to_str().unwrap()];
+    for life in [400u64, 900, 250, 700, 500, 1100] {
+        let agent = Agent::start(&server.url, &state, &pods, &args);
+        std::thread::sleep(Duration::from_millis(life / 2));
+        write(120);
+        std::thread::sleep(Duration::from_millis(life / 2));
+        agent.kill();
+    }
+    write(80);
+    let agent = Agent::start(&server.url, &state, &pods, &args);
+    wait_count(&server, "stats count(*)", wanted, "journal entries");
+    std::thread::sleep(Duration::from_millis(1000));
+    server.client().commit().unwrap();
+    let rows = query(
+        &server.url,
+        "stats count(*) as n, count_distinct(@message) as distinct by `systemd.unit` | sort `systemd.unit`",
+    );
+    let mut per_unit: Vec<(String, u64, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["systemd.unit"].as_str().unwrap_or("").to_string(),
+                r["n"].as_u64().unwrap(),
+                r["distinct"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    per_unit.sort();
+    let kubelet = next.div_ceil(4) + (next + 2) / 4;
+    let containerd = (next + 1) / 4;
+    assert_eq!(
+        per_unit,
+        [
+            ("containerd.service".to_string(), containerd, containerd),
+            ("kubelet.service".to_string(), kubelet, kubelet)
+        ],
+        "every entry of the configured units once, no other unit"
+    );
+    assert_eq!(kubelet + containerd, wanted);
+    // klog fields of kubelet's messages
+    assert_eq!(
+        count(&server.url, "filter `systemd.unit` = \"kubelet.service\" and file = \"kubelet.go\" | stats count(*)"),
+        kubelet
+    );
+    assert_eq!(agent.metric("quarry_agent_journal_up"), Some(1.0));
+}

@@ -49,9 +49,21 @@ pub struct Checkpoint {
     pub queue_acked: Position,
     /// Files.
     pub files: Vec<FileState>,
-    /// The journald cursor of the last acknowledged entry.
+    /// Where the journald stream stands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub journald_cursor: Option<String>,
+    pub journald: Option<JournalState>,
+}
+
+/// The journald stream's acknowledged position.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalState {
+    /// Its stream id (`NODE/journald-FIRSTSTART`): a new state directory starts a new stream, so the server
+    /// never takes its batches for ones it already has.
+    pub source_id: String,
+    /// Position of the last acknowledged batch (batches are numbered from 1).
+    pub seq: u64,
+    /// Cursor of that batch's last entry.
+    pub cursor: String,
 }
 
 /// Checkpoint errors.
@@ -127,7 +139,7 @@ pub struct Registry {
 struct RegistryInner {
     files: HashMap<String, FileState>,
     queue_acked: Position,
-    journald_cursor: Option<String>,
+    journald: Option<JournalState>,
     dirty: bool,
 }
 
@@ -138,7 +150,7 @@ impl Registry {
         {
             let mut g = r.inner.lock();
             g.queue_acked = cp.queue_acked;
-            g.journald_cursor = cp.journald_cursor.clone();
+            g.journald = cp.journald.clone();
             for f in &cp.files {
                 g.files.insert(f.source_id.clone(), f.clone());
             }
@@ -204,11 +216,25 @@ impl Registry {
         g.dirty = true;
     }
 
-    /// Records the acknowledged journald cursor.
-    pub fn ack_cursor(&self, cursor: String) {
+    /// Records that journald batch `seq` of `source_id`, ending at `cursor`, is acknowledged.
+    pub fn ack_journal(&self, source_id: &str, seq: u64, cursor: &str) {
         let mut g = self.inner.lock();
-        g.journald_cursor = Some(cursor);
-        g.dirty = true;
+        if g.journald
+            .as_ref()
+            .is_none_or(|j| j.source_id != source_id || seq > j.seq)
+        {
+            g.journald = Some(JournalState {
+                source_id: source_id.to_string(),
+                seq,
+                cursor: cursor.to_string(),
+            });
+            g.dirty = true;
+        }
+    }
+
+    /// The acknowledged journald position.
+    pub fn journal(&self) -> Option<JournalState> {
+        self.inner.lock().journald.clone()
     }
 
     /// The state of `source_id`.
@@ -250,7 +276,7 @@ impl Registry {
             written_ns: now_ns,
             queue_acked: g.queue_acked,
             files,
-            journald_cursor: g.journald_cursor.clone(),
+            journald: g.journald.clone(),
         })
     }
 
@@ -331,7 +357,9 @@ mod tests {
             segment: 3,
             offset: 9,
         });
-        r.ack_cursor("s=abc".into());
+        r.ack_journal("n/journald-1", 3, "s=abc");
+        r.ack_journal("n/journald-1", 2, "s=older");
+        assert_eq!(r.journal().unwrap().cursor, "s=abc");
         let cp = r.snapshot_if_dirty(1).unwrap();
         save(&path, &cp).unwrap();
         assert_eq!(load(&path).unwrap(), Some(cp));

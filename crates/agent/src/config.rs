@@ -92,7 +92,7 @@ impl Default for AgentConfig {
             flush_quiet_ms: 1000,
             queue_max_bytes: 512 << 20,
             queue_fsync_ms: 100,
-            request_max_bytes: 8 << 20,
+            request_max_bytes: 4 << 20,
             rotated_wait_secs: 60,
             scan_interval_ms: 5000,
             metrics_listen: "0.0.0.0:7701".into(),

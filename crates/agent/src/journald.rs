@@ -45,7 +45,7 @@
 
 use crate::config::{JournalStart, JournaldConfig};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
-use quarry_model::{Event, Value};
+use quarry_model::{Event, Source, Value};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -664,6 +664,183 @@ fn read_stderr(mut err: ChildStderr, tail: &parking_lot::Mutex<Tail>) {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => return,
         }
+    }
+}
+
+/// The journald stream of the agent: a [`JournalReader`] restarted from its last cursor with backoff when
+/// journalctl stops, and the batch of redacted entries being filled. The reader thread polls it without
+/// waiting, so journald and files share one thread and one queue.
+#[derive(Debug)]
+pub struct Follower {
+    cfg: JournaldConfig,
+    max_record_bytes: usize,
+    reader: Option<JournalReader>,
+    /// The source descriptor of its events (node logs).
+    pub source: Arc<Source>,
+    /// Its stream id.
+    pub source_id: String,
+    seq: u64,
+    cursor: Option<String>,
+    batch: Vec<u8>,
+    events: usize,
+    since: Option<Instant>,
+    retry_at: Instant,
+    backoff: Duration,
+    counted: (u64, u64),
+}
+
+/// A sealed journald batch.
+#[derive(Debug)]
+pub struct JournalBatch {
+    /// Its position in the stream.
+    pub seq: u64,
+    /// The cursor of its last entry.
+    pub cursor: String,
+    /// Events in it.
+    pub events: usize,
+    /// The events as native records.
+    pub records: Vec<u8>,
+}
+
+const RESTART_MIN: Duration = Duration::from_secs(1);
+const RESTART_MAX: Duration = Duration::from_secs(30);
+
+impl Follower {
+    /// A follower resuming after batch `seq` of `source_id`, whose last entry was `cursor`; `None` when no
+    /// unit is configured.
+    pub fn new(
+        cfg: &crate::AgentConfig,
+        source_id: String,
+        seq: u64,
+        cursor: Option<String>,
+    ) -> Option<Follower> {
+        if cfg.journald.units.is_empty() {
+            return None;
+        }
+        Some(Follower {
+            cfg: cfg.journald.clone(),
+            max_record_bytes: cfg.max_record_bytes,
+            reader: None,
+            source: Arc::new(Source {
+                kind: quarry_model::Kind::Syslog,
+                cluster: cfg.cluster.clone(),
+                node: Some(cfg.node_name.clone()),
+                ..Source::default()
+            }),
+            source_id,
+            seq,
+            cursor,
+            batch: Vec::new(),
+            events: 0,
+            since: None,
+            retry_at: Instant::now(),
+            backoff: RESTART_MIN,
+            counted: (0, 0),
+        })
+    }
+
+    /// Takes up to `max` entries that are ready (never waits), through `keep` (redaction); starts or
+    /// restarts journalctl when due. True if entries were read.
+    pub fn poll(
+        &mut self,
+        max: usize,
+        keep: &mut dyn FnMut(&mut Event) -> bool,
+        metrics: &crate::metrics::AgentMetrics,
+    ) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.reader.is_none() {
+            if Instant::now() < self.retry_at {
+                return false;
+            }
+            match JournalReader::start(&self.cfg, self.cursor.as_deref(), self.max_record_bytes) {
+                Ok(r) => {
+                    tracing::info!(command = r.command(), "reading journald");
+                    self.reader = Some(r);
+                    self.counted = (0, 0);
+                    metrics.journal_up.store(1, Relaxed);
+                }
+                Err(e) => {
+                    self.retry_later(&e.to_string(), metrics);
+                    return false;
+                }
+            }
+        }
+        let Some(reader) = self.reader.as_mut() else {
+            return false;
+        };
+        let read = reader.read(max, Duration::ZERO);
+        let st = reader.stats();
+        metrics
+            .journal_entries
+            .fetch_add(st.entries - self.counted.0, Relaxed);
+        if st.cursor_not_found > self.counted.1 {
+            metrics.lose(
+                crate::metrics::Loss::JournalCursorLost,
+                st.cursor_not_found - self.counted.1,
+            );
+        }
+        self.counted = (st.entries, st.cursor_not_found);
+        match read {
+            Ok(entries) => {
+                let got = !entries.is_empty();
+                for mut e in entries {
+                    if keep(&mut e.event) {
+                        quarry_transport::encode_native(
+                            std::slice::from_ref(&e.event),
+                            &mut self.batch,
+                        );
+                        self.events += 1;
+                        self.since.get_or_insert_with(Instant::now);
+                    }
+                    if !e.cursor.is_empty() {
+                        self.cursor = Some(e.cursor);
+                    }
+                }
+                if got {
+                    self.backoff = RESTART_MIN;
+                }
+                got
+            }
+            Err(e) => {
+                self.reader = None;
+                self.retry_later(&e.to_string(), metrics);
+                false
+            }
+        }
+    }
+
+    fn retry_later(&mut self, why: &str, metrics: &crate::metrics::AgentMetrics) {
+        metrics
+            .journal_up
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(error = why, retry_in = ?self.backoff, "journald cannot be read; retrying from the last cursor");
+        self.retry_at = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(RESTART_MAX);
+    }
+
+    /// Raw bytes in the unsealed batch.
+    pub fn batch_bytes(&self) -> usize {
+        self.batch.len()
+    }
+
+    /// True when the batch is due: `max_bytes` reached, or its oldest entry is `max_wait` old.
+    pub fn due(&self, max_bytes: usize, max_wait: Duration) -> bool {
+        self.batch.len() >= max_bytes || self.since.is_some_and(|t| t.elapsed() >= max_wait)
+    }
+
+    /// Takes the batch, if any.
+    pub fn seal(&mut self) -> Option<JournalBatch> {
+        if self.events == 0 {
+            return None;
+        }
+        self.seq += 1;
+        self.since = None;
+        Some(JournalBatch {
+            seq: self.seq,
+            cursor: self.cursor.clone().unwrap_or_default(),
+            events: std::mem::take(&mut self.events),
+            records: std::mem::take(&mut self.batch),
+        })
     }
 }
 

@@ -22,7 +22,8 @@
 //! Dependencies and why: `notify` (inotify), `zstd` (batches are compressed once, when queued, and sent as
 //! they are), `crc32fast` (queue records), `xxhash-rust` (file fingerprints), `parking_lot` and
 //! `crossbeam-channel` (the reader, shipper and watcher threads), `tokio` + `axum` (the metrics endpoint
-//! and the Kubernetes watches), `serde`/`serde_json` (configuration, checkpoints, queue record headers).
+//! and the Kubernetes watches), `serde`/`serde_json` (configuration, checkpoints, queue record headers),
+//! `bytes` (a request body shared by its retries).
 
 pub mod checkpoint;
 pub mod config;
@@ -140,7 +141,14 @@ pub fn run(
         );
     }
     let mut queued: HashMap<String, (u64, u64)> = HashMap::new();
+    // the journald stream resumes after its newest queued batch, else after the acknowledged one
+    let mut journal = registry
+        .journal()
+        .map(|j| (j.source_id, j.seq, Some(j.cursor)));
     for r in &scan.records {
+        if let Some(c) = &r.meta.cursor {
+            journal = Some((r.meta.source_id.clone(), r.meta.seq, Some(c.clone())));
+        }
         let e = queued.entry(r.meta.source_id.clone()).or_default();
         if r.meta.seq > e.0 {
             *e = (r.meta.seq, r.meta.resume);
@@ -217,9 +225,14 @@ pub fn run(
         (h, stop_ship)
     };
     let enricher = enrich::Enricher::new(Arc::clone(&cfg), meta, redactor);
+    let (journal_id, journal_seq, journal_cursor) = journal.unwrap_or_else(|| {
+        let first = quarry_model::time::now_nanos();
+        (format!("{}/journald-{first:x}", cfg.node_name), 0, None)
+    });
     let restart = reader::Restart {
         checkpoint_ns: cp.as_ref().map(|c| c.written_ns),
         queued,
+        journal: journald::Follower::new(&cfg, journal_id, journal_seq, journal_cursor),
     };
     let mut reader = reader::Reader::new(
         Arc::clone(&cfg),

@@ -20,15 +20,19 @@ pub enum Loss {
     Rejected,
     /// A batch could not be compressed for the queue.
     Encode,
+    /// journald no longer held the saved cursor (rotated or vacuumed while the agent was down): entries
+    /// between it and the oldest one left may be lost (counted once per occurrence).
+    JournalCursorLost,
 }
 
-const DROPS: [(Loss, &str); 6] = [
+const DROPS: [(Loss, &str); 7] = [
     (Loss::Redaction, "redaction"),
     (Loss::RotatedUnreadBytes, "rotated_unread_bytes"),
     (Loss::TruncatedUnread, "truncated_unread"),
     (Loss::QueueCorrupt, "queue_corrupt"),
     (Loss::Rejected, "rejected"),
     (Loss::Encode, "encode_failed"),
+    (Loss::JournalCursorLost, "journal_cursor_lost"),
 ];
 
 /// Upper bounds (seconds) of the acknowledgement latency histogram.
@@ -72,6 +76,10 @@ pub struct AgentMetrics {
     pub metadata_pods: AtomicU64,
     /// 1 while the Kubernetes watch is connected.
     pub metadata_connected: AtomicU64,
+    /// journald entries read.
+    pub journal_entries: AtomicU64,
+    /// 1 while journalctl runs (0 also when journald is not read).
+    pub journal_up: AtomicU64,
     ack: Mutex<Histogram>,
     files: Mutex<Vec<(String, u64)>>,
     redactions: Mutex<Vec<(String, u64, u64)>>,
@@ -117,7 +125,7 @@ impl AgentMetrics {
     pub fn render(&self) -> String {
         let mut s = String::new();
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let simple: [(&str, &str, &str, &AtomicU64); 17] = [
+        let simple: [(&str, &str, &str, &AtomicU64); 19] = [
             (
                 "quarry_agent_read_bytes_total",
                 "counter",
@@ -219,6 +227,18 @@ impl AgentMetrics {
                 "gauge",
                 "1 while the Kubernetes API watch is connected.",
                 &self.metadata_connected,
+            ),
+            (
+                "quarry_agent_journal_entries_total",
+                "counter",
+                "journald entries read.",
+                &self.journal_entries,
+            ),
+            (
+                "quarry_agent_journal_up",
+                "gauge",
+                "1 while journalctl runs.",
+                &self.journal_up,
             ),
         ];
         for (name, kind, help, v) in simple {

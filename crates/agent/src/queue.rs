@@ -35,6 +35,9 @@ pub struct RecordMeta {
     /// The file's identity, so a stream first seen after the last checkpoint is known again after a crash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<crate::checkpoint::FileState>,
+    /// For a journald batch: the cursor of its last entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 /// A record read back.
@@ -250,7 +253,7 @@ fn scan_segment(path: &Path, n: u64, from: u64, last: bool, scan: &mut Scan) -> 
                         segment: n,
                         offset: pos as u64,
                     },
-                    meta,
+                    meta: *meta,
                     payload: payload.to_vec(),
                 });
             }
@@ -282,7 +285,7 @@ fn scan_segment(path: &Path, n: u64, from: u64, last: bool, scan: &mut Scan) -> 
 }
 
 enum Parsed<'a> {
-    Ok(usize, RecordMeta, &'a [u8]),
+    Ok(usize, Box<RecordMeta>, &'a [u8]),
     Short,
     Bad,
 }
@@ -318,7 +321,7 @@ fn parse_record(b: &[u8]) -> Parsed<'_> {
     let Ok(meta) = serde_json::from_slice::<RecordMeta>(&body[4..4 + meta_len]) else {
         return Parsed::Bad;
     };
-    Parsed::Ok(12 + body_len, meta, &body[4 + meta_len..])
+    Parsed::Ok(12 + body_len, Box::new(meta), &body[4 + meta_len..])
 }
 
 fn find_magic(b: &[u8]) -> Option<usize> {
@@ -400,7 +403,7 @@ impl Reader {
                     self.pos.offset += total as u64;
                     return Ok(Some(QueuedRecord {
                         end: self.pos,
-                        meta,
+                        meta: *meta,
                         payload: payload.to_vec(),
                     }));
                 }
@@ -438,6 +441,7 @@ mod tests {
             events: 1,
             sealed_ns: 0,
             file: None,
+            cursor: None,
         }
     }
 

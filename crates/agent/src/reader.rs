@@ -5,10 +5,11 @@ use crate::checkpoint::{FileState, Registry};
 use crate::config::AgentConfig;
 use crate::discover::{self, Found, Owner};
 use crate::enrich::Enricher;
+use crate::journald::Follower;
 use crate::metrics::{AgentMetrics, Loss};
 use crate::queue::RecordMeta;
 use crate::ship::SharedQueue;
-use crate::tail::{self, Fingerprint, Growth, Handle, Sealed, Tailer, CHUNK};
+use crate::tail::{self, Fingerprint, Growth, Handle, Tailer, CHUNK};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use notify::{EventKind, RecursiveMode, Watcher};
 use quarry_model::Event;
@@ -26,6 +27,11 @@ const COLD_POLL: Duration = Duration::from_millis(250);
 const POLL_SCAN: Duration = Duration::from_millis(500);
 /// A file that is gone and read to its end is closed after being quiet this long.
 const CLOSE_QUIET: Duration = Duration::from_secs(5);
+/// journald entries taken per pass of the reading loop.
+const JOURNAL_POLL_MAX: usize = 2048;
+/// Raw bytes held in unsealed batches across all files: past it, the batch just read is sealed early,
+/// so memory stays flat however many files are busy at once.
+const HELD_MAX: usize = 4 << 20;
 
 type Ident = (u64, u64);
 
@@ -36,6 +42,8 @@ pub struct Restart {
     pub checkpoint_ns: Option<i64>,
     /// The newest queued batch per source: `(seq, resume)`.
     pub queued: HashMap<String, (u64, u64)>,
+    /// The journald stream, when units are configured.
+    pub journal: Option<Follower>,
 }
 
 /// The reader's state.
@@ -53,6 +61,7 @@ pub struct Reader {
     _watcher: Option<notify::RecommendedWatcher>,
     compressor: zstd::bulk::Compressor<'static>,
     buf: Vec<u8>,
+    scratch: Vec<Event>,
     section: Vec<u8>,
     seen_stats: HashMap<String, quarry_parse::DecodeStats>,
     /// Generation of the metadata cache the tailers' descriptors were made from.
@@ -92,6 +101,7 @@ impl Reader {
             _watcher: watcher,
             compressor: zstd::bulk::Compressor::new(1)?,
             buf: Vec::with_capacity(CHUNK),
+            scratch: Vec::new(),
             section: Vec::new(),
             seen_stats: HashMap::new(),
             meta_generation: 0,
@@ -147,6 +157,7 @@ impl Reader {
             }
             let mut progressed = false;
             if !full {
+                progressed |= self.poll_journal();
                 for i in 0..self.tailers.len() {
                     let t = &self.tailers[i];
                     if t.hot || cold || hot_paths.contains(&t.handle.path) {
@@ -175,7 +186,46 @@ impl Reader {
         for i in 0..self.tailers.len() {
             self.seal(i);
         }
+        self.seal_journal();
         self.report();
+    }
+
+    /// Takes the journald entries that are ready; true if there were any.
+    fn poll_journal(&mut self) -> bool {
+        let Some(j) = self.restart.journal.as_mut() else {
+            return false;
+        };
+        let (enricher, metrics) = (&self.enricher, &self.metrics);
+        let got = j.poll(
+            JOURNAL_POLL_MAX,
+            &mut |e| enricher.redact(e, metrics),
+            metrics,
+        );
+        if j.batch_bytes() >= self.cfg.batch_bytes {
+            self.seal_journal();
+        }
+        got
+    }
+
+    /// Seals the journald batch into the queue.
+    fn seal_journal(&mut self) {
+        let Some(j) = self.restart.journal.as_mut() else {
+            return;
+        };
+        let Some(b) = j.seal() else {
+            return;
+        };
+        let source = Arc::clone(&j.source);
+        let meta = RecordMeta {
+            source_id: j.source_id.clone(),
+            seq: b.seq,
+            resume: 0,
+            events: b.events as u64,
+            sealed_ns: 0,
+            file: None,
+            cursor: Some(b.cursor),
+        };
+        self.enqueue(&source, meta, &b.records);
     }
 
     /// Reads one chunk of tailer `i`; true if bytes were read.
@@ -186,7 +236,7 @@ impl Reader {
         let mut keep = |e: &mut Event| enricher.redact(e, &metrics);
         let t = &mut self.tailers[i];
         let fp = t.fp;
-        let result = t.read(&mut self.buf, CHUNK, now, &mut keep);
+        let result = t.read(&mut self.buf, &mut self.scratch, CHUNK, now, &mut keep);
         match result {
             Ok((Growth::Read, step)) => {
                 if t.fp != fp {
@@ -195,7 +245,8 @@ impl Reader {
                 self.metrics
                     .bytes_read
                     .fetch_add(step.bytes, Ordering::Relaxed);
-                if t.batch_bytes >= self.cfg.batch_bytes {
+                let full = t.batch_bytes() >= self.cfg.batch_bytes;
+                if full || self.held_bytes() >= HELD_MAX.max(self.cfg.batch_bytes) {
                     self.seal(i);
                 }
                 true
@@ -213,6 +264,11 @@ impl Reader {
         }
     }
 
+    /// Raw bytes in all unsealed batches.
+    fn held_bytes(&self) -> usize {
+        self.tailers.iter().map(Tailer::batch_bytes).sum()
+    }
+
     /// Seals tailer `i`'s batch into the queue.
     fn seal(&mut self, i: usize) {
         let t = &mut self.tailers[i];
@@ -220,36 +276,39 @@ impl Reader {
             return;
         };
         let source = Arc::clone(&t.spec.source);
-        let state = t.state();
-        self.enqueue(&source, state, sealed);
+        let file = t.state();
+        let meta = RecordMeta {
+            source_id: file.source_id.clone(),
+            seq: sealed.seq,
+            resume: sealed.resume,
+            events: sealed.events as u64,
+            sealed_ns: 0,
+            file: Some(file),
+            cursor: None,
+        };
+        self.enqueue(&source, meta, &sealed.records);
     }
 
-    fn enqueue(&mut self, source: &quarry_model::Source, file: FileState, sealed: Sealed) {
-        let source_id = file.source_id.as_str();
+    /// Writes a batch of native records to the disk queue as one compressed section.
+    fn enqueue(&mut self, source: &quarry_model::Source, mut meta: RecordMeta, records: &[u8]) {
         self.section.clear();
-        quarry_transport::encode_stream_section(
+        quarry_transport::encode_stream_header(
             source,
-            source_id,
-            sealed.seq,
-            &sealed.events,
+            &meta.source_id,
+            meta.seq,
+            meta.events as usize,
             &mut self.section,
         );
+        self.section.extend_from_slice(records);
         let payload = match self.compressor.compress(&self.section) {
             Ok(p) => p,
             Err(e) => {
-                tracing::error!(error = %e, events = sealed.events.len(), "cannot compress a batch; its events are lost");
-                self.metrics.lose(Loss::Encode, sealed.events.len() as u64);
+                tracing::error!(error = %e, events = meta.events, "cannot compress a batch; its events are lost");
+                self.metrics.lose(Loss::Encode, meta.events);
                 return;
             }
         };
-        let meta = RecordMeta {
-            source_id: source_id.to_string(),
-            seq: sealed.seq,
-            resume: sealed.resume,
-            events: sealed.events.len() as u64,
-            sealed_ns: quarry_model::time::now_nanos(),
-            file: Some(file.clone()),
-        };
+        meta.sealed_ns = quarry_model::time::now_nanos();
         loop {
             let res = self.queue.inner.lock().queue.append(&meta, &payload);
             match res {
@@ -294,6 +353,14 @@ impl Reader {
                     }
                 }
             }
+        }
+        if self
+            .restart
+            .journal
+            .as_ref()
+            .is_some_and(|j| j.due(self.cfg.batch_bytes, wait))
+        {
+            self.seal_journal();
         }
         for (i, given_up) in close.into_iter().rev() {
             if given_up {

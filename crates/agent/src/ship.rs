@@ -3,7 +3,7 @@
 
 use crate::checkpoint::{self, Registry};
 use crate::metrics::{AgentMetrics, Loss};
-use crate::queue::{self, Position, Queue};
+use crate::queue::{self, Position, Queue, RecordMeta};
 use parking_lot::{Condvar, Mutex};
 use quarry_transport::{Client, ClientError};
 use std::io;
@@ -90,12 +90,10 @@ pub fn run(
             continue;
         }
         last_sync = Instant::now();
-        let (records, end) = collect(&mut reader, head, cfg.request_max_bytes, &metrics);
+        let (body, records, end) = collect(&mut reader, head, cfg.request_max_bytes, &metrics);
         if !records.is_empty() {
-            let mut body = Vec::with_capacity(records.iter().map(|r| r.payload.len()).sum());
-            for r in &records {
-                body.extend_from_slice(&r.payload);
-            }
+            // one buffer, shared by the retries
+            let body = bytes::Bytes::from(body);
             loop {
                 if stop.load(Ordering::Relaxed) {
                     break;
@@ -110,7 +108,7 @@ pub fn run(
                     Err(ClientError::Api { status, error })
                         if (400..500).contains(&status) && status != 408 && status != 429 =>
                     {
-                        let events: u64 = records.iter().map(|r| r.meta.events).sum();
+                        let events: u64 = records.iter().map(|m| m.events).sum();
                         let kept = keep_rejected(&cfg, &body);
                         tracing::error!(status, error = %error.error, events, kept = %kept, "the server refused a batch; it is kept aside and counted as dropped");
                         metrics.lose(Loss::Rejected, events);
@@ -130,12 +128,13 @@ pub fn run(
                 break;
             }
             let now = quarry_model::time::now_nanos();
-            for r in &records {
-                registry.ack(&r.meta.source_id, r.meta.seq, r.meta.resume);
-                metrics
-                    .events_acked
-                    .fetch_add(r.meta.events, Ordering::Relaxed);
-                metrics.observe_ack((now - r.meta.sealed_ns).max(0) as f64 / 1e9);
+            for m in &records {
+                match &m.cursor {
+                    Some(c) => registry.ack_journal(&m.source_id, m.seq, c),
+                    None => registry.ack(&m.source_id, m.seq, m.resume),
+                }
+                metrics.events_acked.fetch_add(m.events, Ordering::Relaxed);
+                metrics.observe_ack((now - m.sealed_ns).max(0) as f64 / 1e9);
             }
         }
         registry.ack_queue(end);
@@ -150,21 +149,22 @@ pub fn run(
     checkpoint_now(&cfg, &registry, &shared, &mut last_checkpoint, true);
 }
 
-/// Reads records up to `head` until the request is full; returns them and the position after the last
-/// one read (damaged records are skipped and counted).
+/// Reads records up to `head` until the request is full; returns the request body (the records' zstd
+/// frames one after another), their headers, and the position after the last one read (damaged records
+/// are skipped and counted).
 fn collect(
     reader: &mut queue::Reader,
     head: Position,
     max: usize,
     metrics: &AgentMetrics,
-) -> (Vec<queue::QueuedRecord>, Position) {
+) -> (Vec<u8>, Vec<RecordMeta>, Position) {
+    let mut body = Vec::new();
     let mut out = Vec::new();
-    let mut size = 0;
-    while size < max {
+    while body.len() < max {
         match reader.next(head) {
             Ok(Some(r)) => {
-                size += r.payload.len();
-                out.push(r);
+                body.extend_from_slice(&r.payload);
+                out.push(r.meta);
             }
             Ok(None) => break,
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
@@ -177,7 +177,7 @@ fn collect(
             }
         }
     }
-    (out, reader.position())
+    (body, out, reader.position())
 }
 
 fn keep_rejected(cfg: &ShipConfig, body: &[u8]) -> String {

@@ -118,8 +118,11 @@ pub struct Sealed {
     pub seq: u64,
     /// Offset to read again from after a restart.
     pub resume: u64,
-    /// The events.
-    pub events: Vec<Event>,
+    /// Events in the batch.
+    pub events: usize,
+    /// The events as native records (`quarry_transport::encode_native`), which is all the server takes:
+    /// held encoded, a batch costs little more memory than its text.
+    pub records: Vec<u8>,
 }
 
 /// Counters of one read step.
@@ -159,9 +162,9 @@ pub struct Tailer {
     base: u64,
     decoder: Decoder,
     /// Events decoded and not yet sealed.
-    pub batch: Vec<Event>,
-    /// Raw bytes in `batch`.
-    pub batch_bytes: usize,
+    batch: Vec<u8>,
+    /// Events in `batch`.
+    batch_events: usize,
     /// When the oldest event of `batch` arrived.
     pub batch_since: Option<Instant>,
     /// While replaying after a restart: events are dropped until the offset reaches this.
@@ -181,13 +184,6 @@ pub struct Tailer {
     /// Read data at the last attempt.
     pub hot: bool,
     decoded: u64,
-}
-
-/// Settings shared by all tailers.
-#[derive(Debug, Clone, Copy)]
-pub struct TailLimits {
-    /// Seal a batch once its raw text reaches this.
-    pub batch_bytes: usize,
 }
 
 impl Tailer {
@@ -227,7 +223,7 @@ impl Tailer {
             base: resume,
             decoder,
             batch: Vec::new(),
-            batch_bytes: 0,
+            batch_events: 0,
             batch_since: None,
             skip_until: seq / PHASES,
             skip_phase: if seq == 0 { 0 } else { seq % PHASES },
@@ -261,11 +257,12 @@ impl Tailer {
         self.offset < self.skip_until
     }
 
-    /// Reads at most `limit` bytes into the decoder; events go to `batch` through `keep` (which redacts and
-    /// may refuse an event). `buf` is scratch space.
+    /// Reads at most `limit` bytes into the decoder; events go to the batch through `keep` (which redacts
+    /// and may refuse an event). `buf` and `scratch` are scratch space shared by all tailers.
     pub fn read(
         &mut self,
         buf: &mut Vec<u8>,
+        scratch: &mut Vec<Event>,
         limit: usize,
         now_ns: i64,
         keep: &mut dyn FnMut(&mut Event) -> bool,
@@ -298,19 +295,19 @@ impl Tailer {
             return Ok((Growth::Idle, Step::default()));
         }
         let replay = self.replaying();
-        let mut out = std::mem::take(&mut self.batch);
-        let before = out.len();
-        self.decoder.feed(&buf[..n], now_ns, &mut out);
+        let out = scratch;
+        out.clear();
+        self.decoder.feed(&buf[..n], now_ns, out);
         self.offset += n as u64;
         self.phase = 0;
         self.last_growth = Instant::now();
         self.hot = true;
         let step = Step {
             bytes: n as u64,
-            events: (out.len() - before) as u64,
+            events: out.len() as u64,
         };
         if replay {
-            out.truncate(before);
+            out.clear();
             if !self.replaying() {
                 // caught up: replay the flushes that had been queued at this offset
                 if self.skip_phase >= PHASE_FLUSH {
@@ -323,26 +320,30 @@ impl Tailer {
                 }
             }
         }
-        self.batch = out;
-        self.accept(before, keep);
+        self.accept(out, keep);
         Ok((Growth::Read, step))
     }
 
-    /// Runs `keep` over the events from `from` on, dropping the refused ones, and updates the batch size.
-    fn accept(&mut self, from: usize, keep: &mut dyn FnMut(&mut Event) -> bool) {
-        let mut kept = from;
-        for i in from..self.batch.len() {
-            if keep(&mut self.batch[i]) {
-                self.batch_bytes += self.batch[i].raw.len();
-                self.batch.swap(kept, i);
+    /// Runs `keep` over `events`, encoding the ones it keeps into the batch; empties `events`.
+    fn accept(&mut self, events: &mut Vec<Event>, keep: &mut dyn FnMut(&mut Event) -> bool) {
+        let mut kept = 0;
+        for e in events.iter_mut() {
+            if keep(e) {
+                quarry_transport::encode_native(std::slice::from_ref(e), &mut self.batch);
                 kept += 1;
             }
         }
-        self.batch.truncate(kept);
-        if kept > from {
-            self.decoded += (kept - from) as u64;
+        events.clear();
+        if kept > 0 {
+            self.batch_events += kept;
+            self.decoded += kept as u64;
             self.batch_since.get_or_insert_with(Instant::now);
         }
+    }
+
+    /// Bytes held in the unsealed batch.
+    pub fn batch_bytes(&self) -> usize {
+        self.batch.len()
     }
 
     /// True if records are held for joining (a quiet stream's flush would emit them).
@@ -354,12 +355,12 @@ impl Tailer {
 
     /// Emits the records held for joining (the stream has gone quiet).
     pub fn flush_quiet(&mut self, now_ns: i64, keep: &mut dyn FnMut(&mut Event) -> bool) {
-        let before = self.batch.len();
-        self.decoder.flush_records(now_ns, &mut self.batch);
-        if self.batch.len() > before {
+        let mut out = Vec::new();
+        self.decoder.flush_records(now_ns, &mut out);
+        if !out.is_empty() {
             self.phase = PHASE_FLUSH;
         }
-        self.accept(before, keep);
+        self.accept(&mut out, keep);
     }
 
     /// Emits everything, including a last line without newline (the file is finished).
@@ -367,26 +368,26 @@ impl Tailer {
         if self.replaying() {
             return;
         }
-        let before = self.batch.len();
-        self.decoder.finish(now_ns, &mut self.batch);
+        let mut out = Vec::new();
+        self.decoder.finish(now_ns, &mut out);
         self.phase = PHASE_FINAL;
-        self.accept(before, keep);
+        self.accept(&mut out, keep);
     }
 
     /// Takes the batch, if any, with its position.
     pub fn seal(&mut self) -> Option<Sealed> {
-        if self.batch.is_empty() {
+        if self.batch_events == 0 {
             return None;
         }
         let seq = self.offset * PHASES + self.phase;
         debug_assert!(seq > self.last_seq || self.last_seq == 0);
         self.last_seq = seq;
-        self.batch_bytes = 0;
         self.batch_since = None;
         Some(Sealed {
             seq,
             resume: self.base + self.decoder.pending_offset(),
-            events: std::mem::take(&mut self.batch),
+            events: std::mem::take(&mut self.batch_events),
+            records: std::mem::take(&mut self.batch),
         })
     }
 
@@ -441,9 +442,11 @@ mod tests {
     }
 
     fn drain(t: &mut Tailer, limit: usize, out: &mut Vec<Sealed>) {
-        let mut buf = Vec::new();
+        let (mut buf, mut scratch) = (Vec::new(), Vec::new());
         loop {
-            let (g, _) = t.read(&mut buf, limit, 0, &mut |_| true).unwrap();
+            let (g, _) = t
+                .read(&mut buf, &mut scratch, limit, 0, &mut |_| true)
+                .unwrap();
             if g != Growth::Read {
                 break;
             }
@@ -454,7 +457,11 @@ mod tests {
     fn messages(sealed: &[Sealed]) -> Vec<String> {
         sealed
             .iter()
-            .flat_map(|s| s.events.iter().map(|e| e.message().to_string()))
+            .flat_map(|s| quarry_transport::decode_native(&s.records).unwrap())
+            .map(|r| {
+                let e = quarry_parse::reparse(&r.format, &r.raw, r.hint.as_deref(), r.ts);
+                e.message().to_string()
+            })
             .collect()
     }
 
@@ -534,8 +541,12 @@ mod tests {
         std::fs::write(&path, "first line\n").unwrap();
         let mut t = Tailer::new("s".into(), Handle::open(&path).unwrap(), spec(), 0).unwrap();
         assert_eq!(t.fp.len, 11);
-        let mut buf = Vec::new();
-        let mut read = |t: &mut Tailer| t.read(&mut buf, CHUNK, 0, &mut |_| true).unwrap().0;
+        let (mut buf, mut scratch) = (Vec::new(), Vec::new());
+        let mut read = |t: &mut Tailer| {
+            t.read(&mut buf, &mut scratch, CHUNK, 0, &mut |_| true)
+                .unwrap()
+                .0
+        };
         assert!(matches!(read(&mut t), Growth::Read));
         let mut f = std::fs::OpenOptions::new()
             .append(true)

@@ -223,7 +223,10 @@ impl Client {
 
     /// Sends a streams batch whose body is already zstd-compressed (concatenated frames of sections made
     /// with [`encode_stream_section`]) and waits until it is durable.
-    pub fn ingest_streams(&self, zstd_body: Vec<u8>) -> Result<StreamsResponse, ClientError> {
+    pub fn ingest_streams(
+        &self,
+        zstd_body: impl Into<reqwest::blocking::Body>,
+    ) -> Result<StreamsResponse, ClientError> {
         let resp = self
             .http
             .post(format!("{}/api/v1/ingest/streams", self.base))
@@ -360,6 +363,19 @@ pub fn encode_stream_section(
     events: &[quarry_model::Event],
     out: &mut Vec<u8>,
 ) {
+    encode_stream_header(source, source_id, seq, events.len(), out);
+    encode_native(events, out);
+}
+
+/// Appends the header line of a section whose `records` native records (see [`encode_native`]) the
+/// caller appends next.
+pub fn encode_stream_header(
+    source: &Source,
+    source_id: &str,
+    seq: u64,
+    records: usize,
+    out: &mut Vec<u8>,
+) {
     #[derive(Serialize)]
     struct HeaderRef<'a> {
         source: &'a Source,
@@ -372,13 +388,12 @@ pub fn encode_stream_section(
             source,
             source_id,
             seq,
-            records: events.len(),
+            records,
         },
     };
     if serde_json::to_writer(&mut *out, &line).is_ok() {
         out.push(b'\n');
     }
-    encode_native(events, out);
 }
 
 /// Reads a streams batch body: sections of a header line followed by its records. The error names the
