@@ -21,8 +21,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How often files without recent activity are looked at.
+/// How often files without recent activity are looked at: inotify says when a file grows, so with it this
+/// is only a safety net.
 const COLD_POLL: Duration = Duration::from_millis(250);
+const COLD_POLL_INOTIFY: Duration = Duration::from_secs(1);
 /// Directory scan interval without inotify.
 const POLL_SCAN: Duration = Duration::from_millis(500);
 /// A file that is gone and read to its end is closed after being quiet this long.
@@ -119,6 +121,11 @@ impl Reader {
         } else {
             POLL_SCAN
         };
+        let cold_poll = if self._watcher.is_some() {
+            COLD_POLL_INOTIFY
+        } else {
+            COLD_POLL
+        };
         let mut last_scan: Option<Instant> = None;
         let mut last_cold = Instant::now();
         let mut last_report = Instant::now();
@@ -151,7 +158,7 @@ impl Reader {
                     tracing::info!("disk queue drained below its limit: reading again");
                 }
             }
-            let cold = last_cold.elapsed() >= COLD_POLL;
+            let cold = last_cold.elapsed() >= cold_poll;
             if cold {
                 last_cold = Instant::now();
             }
