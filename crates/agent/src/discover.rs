@@ -80,35 +80,46 @@ fn entries(dir: &Path) -> Vec<fs::DirEntry> {
 /// Container log files under `pods_root`.
 pub fn scan_pods(pods_root: &Path, out: &mut Vec<Found>) {
     for pod_dir in entries(pods_root) {
-        let name = pod_dir.file_name();
-        let Some((ns, pod, uid)) = parse_pod_dir(&name.to_string_lossy())
-            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
-        else {
+        scan_pod_dir(&pod_dir.path(), out);
+    }
+}
+
+/// Container log files of one pod directory (`<ns>_<pod>_<uid>`).
+pub fn scan_pod_dir(pod_dir: &Path, out: &mut Vec<Found>) {
+    let name = pod_dir.file_name().unwrap_or_default().to_string_lossy();
+    let Some((ns, pod, uid)) =
+        parse_pod_dir(&name).map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+    else {
+        return;
+    };
+    for cdir in entries(pod_dir) {
+        if !cdir.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
-        };
-        for cdir in entries(&pod_dir.path()) {
-            if !cdir.file_type().is_ok_and(|t| t.is_dir()) {
+        }
+        let container = cdir.file_name().to_string_lossy().into_owned();
+        for f in entries(&cdir.path()) {
+            let fname = f.file_name();
+            let Some(current) = container_log_name(&fname.to_string_lossy()) else {
                 continue;
-            }
-            let container = cdir.file_name().to_string_lossy().into_owned();
-            for f in entries(&cdir.path()) {
-                let fname = f.file_name();
-                let Some(current) = container_log_name(&fname.to_string_lossy()) else {
-                    continue;
-                };
-                out.push(Found {
-                    path: f.path(),
-                    current,
-                    owner: Owner::Container {
-                        namespace: ns.clone(),
-                        pod: pod.clone(),
-                        uid: uid.clone(),
-                        container: container.clone(),
-                    },
-                });
-            }
+            };
+            out.push(Found {
+                path: f.path(),
+                current,
+                owner: Owner::Container {
+                    namespace: ns.clone(),
+                    pod: pod.clone(),
+                    uid: uid.clone(),
+                    container: container.clone(),
+                },
+            });
         }
     }
+}
+
+/// The pod directory (`pods_root/<ns>_<pod>_<uid>`) a path under `pods_root` belongs to.
+pub fn pod_dir_of(pods_root: &Path, path: &Path) -> Option<PathBuf> {
+    let first = path.strip_prefix(pods_root).ok()?.components().next()?;
+    Some(pods_root.join(first))
 }
 
 /// `/var/log/containers` links whose targets are not under `pods_root`.

@@ -16,7 +16,7 @@ use quarry_model::Event;
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +25,10 @@ use std::time::{Duration, Instant};
 /// is only a safety net.
 const COLD_POLL: Duration = Duration::from_millis(250);
 const COLD_POLL_INOTIFY: Duration = Duration::from_secs(1);
+/// How often batch ages and quiet streams are looked at.
+const HOUSEKEEPING: Duration = Duration::from_millis(50);
+/// Least time between two scans that inotify asked for (a new file is still found well within 1 s).
+const SCAN_GAP: Duration = Duration::from_millis(200);
 /// Directory scan interval without inotify.
 const POLL_SCAN: Duration = Duration::from_millis(500);
 /// A file that is gone and read to its end is closed after being quiet this long.
@@ -33,7 +37,7 @@ const CLOSE_QUIET: Duration = Duration::from_secs(5);
 const JOURNAL_POLL_MAX: usize = 2048;
 /// Raw bytes held in unsealed batches across all files: past it, the batch just read is sealed early,
 /// so memory stays flat however many files are busy at once.
-const HELD_MAX: usize = 4 << 20;
+const HELD_MAX: usize = 2 << 20;
 
 type Ident = (u64, u64);
 
@@ -76,6 +80,8 @@ pub struct Reader {
     truncations: Vec<String>,
     /// A scan is due (a truncated file is to be opened as a new stream).
     rescan: bool,
+    /// Bytes in all unsealed batches of files.
+    held: usize,
 }
 
 impl Reader {
@@ -111,6 +117,7 @@ impl Reader {
             scanned: false,
             truncations: Vec::new(),
             rescan: false,
+            held: 0,
         })
     }
 
@@ -129,16 +136,26 @@ impl Reader {
         let mut last_scan: Option<Instant> = None;
         let mut last_cold = Instant::now();
         let mut last_report = Instant::now();
-        let mut need_scan = true;
+        let mut last_housekeeping = Instant::now();
+        let pods_root = self.cfg.pods_root.clone();
+        let mut noticed = Noticed {
+            full: true,
+            ..Noticed::default()
+        };
         while !stop.load(Ordering::Relaxed) {
-            let mut hot_paths: HashSet<PathBuf> = HashSet::new();
             while let Ok(ev) = self.events.try_recv() {
-                note_event(ev, &mut need_scan, &mut hot_paths);
+                noticed.note(ev, &pods_root);
             }
-            if need_scan || last_scan.is_none_or(|t| t.elapsed() >= scan_every) {
+            let since_scan = last_scan.map_or(Duration::MAX, |t| t.elapsed());
+            // a whole scan at most every SCAN_GAP; between them, only the pods where files came or went
+            if (noticed.full && since_scan >= SCAN_GAP) || since_scan >= scan_every {
                 self.scan();
                 last_scan = Some(Instant::now());
-                need_scan = false;
+                noticed.full = false;
+                noticed.pods.clear();
+            } else if !noticed.pods.is_empty() {
+                let pods = std::mem::take(&mut noticed.pods);
+                self.scan_pods(&pods);
             }
             let backlog = self.queue.backlog();
             let full = backlog >= self.cfg.queue_max_bytes;
@@ -162,12 +179,30 @@ impl Reader {
             if cold {
                 last_cold = Instant::now();
             }
+            if !noticed.hot.is_empty() {
+                // one lookup per file that grew, not one per file open
+                let by_path: HashMap<&Path, usize> = self
+                    .tailers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (t.handle.path.as_path(), i))
+                    .collect();
+                let grown: Vec<usize> = noticed
+                    .hot
+                    .iter()
+                    .filter_map(|p| by_path.get(p.as_path()).copied())
+                    .collect();
+                for i in grown {
+                    self.tailers[i].hot = true;
+                }
+                noticed.hot.clear();
+            }
             let mut progressed = false;
             if !full {
                 progressed |= self.poll_journal();
                 for i in 0..self.tailers.len() {
                     let t = &self.tailers[i];
-                    if t.hot || cold || hot_paths.contains(&t.handle.path) {
+                    if t.hot || cold {
                         progressed |= self.read_one(i);
                     }
                 }
@@ -175,16 +210,20 @@ impl Reader {
             self.handle_truncations();
             if self.rescan {
                 self.rescan = false;
-                need_scan = true;
+                noticed.full = true;
             }
-            self.housekeeping(cold);
+            // batch ages are looked at every HOUSEKEEPING, not on every pass over the files
+            if cold || last_housekeeping.elapsed() >= HOUSEKEEPING {
+                last_housekeeping = Instant::now();
+                self.housekeeping(cold);
+            }
             if last_report.elapsed() >= Duration::from_secs(1) {
                 last_report = Instant::now();
                 self.report();
             }
             if !progressed {
                 match self.events.recv_timeout(COLD_POLL / 2) {
-                    Ok(ev) => note_event(ev, &mut need_scan, &mut HashSet::new()),
+                    Ok(ev) => noticed.note(ev, &pods_root),
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => std::thread::sleep(COLD_POLL / 2),
                 }
@@ -243,7 +282,9 @@ impl Reader {
         let mut keep = |e: &mut Event| enricher.redact(e, &metrics);
         let t = &mut self.tailers[i];
         let fp = t.fp;
+        let before = t.batch_bytes();
         let result = t.read(&mut self.buf, &mut self.scratch, CHUNK, now, &mut keep);
+        self.held += t.batch_bytes() - before;
         match result {
             Ok((Growth::Read, step)) => {
                 if t.fp != fp {
@@ -253,7 +294,7 @@ impl Reader {
                     .bytes_read
                     .fetch_add(step.bytes, Ordering::Relaxed);
                 let full = t.batch_bytes() >= self.cfg.batch_bytes;
-                if full || self.held_bytes() >= HELD_MAX.max(self.cfg.batch_bytes) {
+                if full || self.held >= HELD_MAX.max(self.cfg.batch_bytes) {
                     self.seal(i);
                 }
                 true
@@ -271,14 +312,10 @@ impl Reader {
         }
     }
 
-    /// Raw bytes in all unsealed batches.
-    fn held_bytes(&self) -> usize {
-        self.tailers.iter().map(Tailer::batch_bytes).sum()
-    }
-
     /// Seals tailer `i`'s batch into the queue.
     fn seal(&mut self, i: usize) {
         let t = &mut self.tailers[i];
+        self.held -= t.batch_bytes();
         let Some(sealed) = t.seal() else {
             return;
         };
@@ -343,7 +380,9 @@ impl Reader {
                 let metrics = Arc::clone(&self.metrics);
                 let enricher = &self.enricher;
                 let t = &mut self.tailers[i];
+                let before = t.batch_bytes();
                 t.flush_quiet(now, &mut |e| enricher.redact(e, &metrics));
+                self.held += t.batch_bytes() - before;
                 self.seal(i);
             }
             let t = &self.tailers[i];
@@ -384,7 +423,10 @@ impl Reader {
         let now = quarry_model::time::now_nanos();
         let metrics = Arc::clone(&self.metrics);
         let enricher = &self.enricher;
-        self.tailers[i].finish(now, &mut |e| enricher.redact(e, &metrics));
+        let t = &mut self.tailers[i];
+        let before = t.batch_bytes();
+        t.finish(now, &mut |e| enricher.redact(e, &metrics));
+        self.held += t.batch_bytes() - before;
         self.seal(i);
         let t = self.tailers.swap_remove(i);
         let mut st = t.state();
@@ -462,10 +504,30 @@ impl Reader {
         for (i, f) in self.cfg.files.iter().enumerate() {
             discover::scan_node_file(i, &f.path, &mut found);
         }
+        self.take_found(found, None);
+    }
+
+    /// Looks again at the pod directories where inotify saw files come, go or be renamed (a whole scan
+    /// for every rotation would cost more than the reading on a node with many pods).
+    fn scan_pods(&mut self, pod_dirs: &HashSet<PathBuf>) {
+        let mut found = Vec::new();
+        for d in pod_dirs {
+            discover::scan_pod_dir(d, &mut found);
+        }
+        self.take_found(found, Some(pod_dirs));
+    }
+
+    /// Opens new files among `found` and notes where known ones are; files of `scope` (every file when
+    /// `None`) not found are gone.
+    fn take_found(&mut self, found: Vec<Found>, scope: Option<&HashSet<PathBuf>>) {
+        // tailers of the scope only: a scan of one pod must not cost as much as a scan of all
+        let in_scope =
+            |t: &Tailer| scope.is_none_or(|dirs| dirs.iter().any(|d| t.handle.path.starts_with(d)));
         let index: HashMap<Ident, usize> = self
             .tailers
             .iter()
             .enumerate()
+            .filter(|(_, t)| in_scope(t))
             .map(|(i, t)| ((t.handle.dev, t.handle.ino), i))
             .collect();
         let mut seen: HashSet<Ident> = HashSet::new();
@@ -497,14 +559,18 @@ impl Reader {
                 tracing::debug!(error = %e, "cannot open a found file");
             }
         }
-        for t in &mut self.tailers {
+        for &i in index.values() {
+            let t = &mut self.tailers[i];
             if !seen.contains(&(t.handle.dev, t.handle.ino)) {
                 t.gone_since.get_or_insert_with(Instant::now);
-            } else if t.gone_since.is_none() && t.truncated().unwrap_or(false) {
+            } else if scope.is_none() && t.gone_since.is_none() && t.truncated().unwrap_or(false) {
                 self.truncations.push(t.source_id.clone());
             }
         }
-        self.settled.retain(|id, _| seen.contains(id));
+        if scope.is_none() {
+            self.settled.retain(|id, _| seen.contains(id));
+            self.scanned = true;
+        }
         let generation = self.enricher.generation();
         if generation != self.meta_generation {
             // pods changed (or their metadata arrived after their files): later batches carry the news
@@ -513,7 +579,6 @@ impl Reader {
                 t.spec.source = self.enricher.spec(&t.spec.owner).source;
             }
         }
-        self.scanned = true;
         self.handle_truncations();
         self.metrics
             .files_open
@@ -545,10 +610,11 @@ impl Reader {
         let known = known.or_else(|| {
             (!f.current)
                 .then(|| {
+                    // cheapest test first: this runs over every known stream
                     self.registry.find(|s| {
-                        s.fp_len > 0
+                        s.path.parent() == f.path.parent()
+                            && s.fp_len > 0
                             && !self.tailers.iter().any(|t| t.source_id == s.source_id)
-                            && s.path.parent() == f.path.parent()
                             && Fingerprint {
                                 len: s.fp_len,
                                 hash: s.fp_hash,
@@ -706,14 +772,38 @@ impl Reader {
 }
 
 /// Folds one inotify event into "scan needed" and "these paths have data".
-fn note_event(ev: notify::Result<notify::Event>, need_scan: &mut bool, hot: &mut HashSet<PathBuf>) {
-    match ev {
-        Ok(ev) => match ev.kind {
-            EventKind::Modify(notify::event::ModifyKind::Data(_)) => hot.extend(ev.paths),
+/// What inotify told since the reader last looked.
+#[derive(Debug, Default)]
+struct Noticed {
+    /// A whole scan is needed (links or node files changed, or events were lost).
+    full: bool,
+    /// Pod directories where files came, went or were renamed.
+    pods: HashSet<PathBuf>,
+    /// Files with new data.
+    hot: HashSet<PathBuf>,
+}
+
+impl Noticed {
+    fn note(&mut self, ev: notify::Result<notify::Event>, pods_root: &Path) {
+        let Ok(ev) = ev else {
+            self.full = true;
+            return;
+        };
+        match ev.kind {
+            EventKind::Modify(notify::event::ModifyKind::Data(_)) => self.hot.extend(ev.paths),
             EventKind::Access(_) => {}
-            _ => *need_scan = true,
-        },
-        Err(_) => *need_scan = true,
+            _ if ev.need_rescan() || ev.paths.is_empty() => self.full = true,
+            _ => {
+                for p in &ev.paths {
+                    match discover::pod_dir_of(pods_root, p) {
+                        Some(d) => {
+                            self.pods.insert(d);
+                        }
+                        None => self.full = true,
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -28,6 +28,10 @@ pub const FP_MAX: u32 = 256;
 /// Most bytes read from one file in one go.
 pub const CHUNK: usize = 256 << 10;
 
+/// A batch this large (more than one read's worth, so only a stream that fills whole batches) is allocated
+/// whole for the next one; smaller ones grow as needed, so that many files hold little.
+const BIG_BATCH: usize = 512 << 10;
+
 /// Batch positions per byte (see the module doc).
 const PHASES: u64 = 4;
 const PHASE_FLUSH: u64 = 1;
@@ -165,6 +169,8 @@ pub struct Tailer {
     batch: Vec<u8>,
     /// Events in `batch`.
     batch_events: usize,
+    /// Size of the last sealed batch (the next one is allocated at about that size).
+    last_batch_bytes: usize,
     /// When the oldest event of `batch` arrived.
     pub batch_since: Option<Instant>,
     /// While replaying after a restart: events are dropped until the offset reaches this.
@@ -224,6 +230,7 @@ impl Tailer {
             decoder,
             batch: Vec::new(),
             batch_events: 0,
+            last_batch_bytes: 0,
             batch_since: None,
             skip_until: seq / PHASES,
             skip_phase: if seq == 0 { 0 } else { seq % PHASES },
@@ -327,6 +334,10 @@ impl Tailer {
     /// Runs `keep` over `events`, encoding the ones it keeps into the batch; empties `events`.
     fn accept(&mut self, events: &mut Vec<Event>, keep: &mut dyn FnMut(&mut Event) -> bool) {
         let mut kept = 0;
+        if self.batch.capacity() == 0 && self.last_batch_bytes >= BIG_BATCH {
+            // a busy stream: about as much as its last batch took, in one allocation
+            self.batch.reserve(self.last_batch_bytes);
+        }
         for e in events.iter_mut() {
             if keep(e) {
                 quarry_transport::encode_native(std::slice::from_ref(e), &mut self.batch);
@@ -383,6 +394,7 @@ impl Tailer {
         debug_assert!(seq > self.last_seq || self.last_seq == 0);
         self.last_seq = seq;
         self.batch_since = None;
+        self.last_batch_bytes = self.batch.len();
         Some(Sealed {
             seq,
             resume: self.base + self.decoder.pending_offset(),

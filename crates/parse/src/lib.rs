@@ -521,7 +521,11 @@ impl Decoder {
     fn line(&mut self, bytes: &[u8], truncated: bool, fb: i64, out: &mut Vec<Event>) {
         self.stats.lines += 1;
         let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-        let text = String::from_utf8_lossy(bytes);
+        // std's validation has an ASCII fast path that the lossy conversion lacks
+        let text = match std::str::from_utf8(bytes) {
+            Ok(s) => std::borrow::Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(bytes),
+        };
         self.dispatch(&text, truncated, fb, out);
     }
 
