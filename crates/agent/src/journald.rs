@@ -686,7 +686,7 @@ pub struct Follower {
     since: Option<Instant>,
     retry_at: Instant,
     backoff: Duration,
-    counted: (u64, u64),
+    counted: JournalStats,
 }
 
 /// A sealed journald batch.
@@ -735,7 +735,7 @@ impl Follower {
             since: None,
             retry_at: Instant::now(),
             backoff: RESTART_MIN,
-            counted: (0, 0),
+            counted: JournalStats::default(),
         })
     }
 
@@ -756,7 +756,7 @@ impl Follower {
                 Ok(r) => {
                     tracing::info!(command = r.command(), "reading journald");
                     self.reader = Some(r);
-                    self.counted = (0, 0);
+                    self.counted = JournalStats::default();
                     metrics.journal_up.store(1, Relaxed);
                 }
                 Err(e) => {
@@ -769,17 +769,24 @@ impl Follower {
             return false;
         };
         let read = reader.read(max, Duration::ZERO);
-        let st = reader.stats();
+        // the reader's counters since it started, published as increments
+        let st = reader.stats().clone();
+        let was = std::mem::replace(&mut self.counted, st.clone());
         metrics
             .journal_entries
-            .fetch_add(st.entries - self.counted.0, Relaxed);
-        if st.cursor_not_found > self.counted.1 {
+            .fetch_add(st.entries - was.entries, Relaxed);
+        metrics
+            .truncated
+            .fetch_add(st.truncated - was.truncated, Relaxed);
+        metrics
+            .parse_errors
+            .fetch_add(st.parse_errors - was.parse_errors, Relaxed);
+        if st.cursor_not_found > was.cursor_not_found {
             metrics.lose(
                 crate::metrics::Loss::JournalCursorLost,
-                st.cursor_not_found - self.counted.1,
+                st.cursor_not_found - was.cursor_not_found,
             );
         }
-        self.counted = (st.entries, st.cursor_not_found);
         match read {
             Ok(entries) => {
                 let got = !entries.is_empty();
