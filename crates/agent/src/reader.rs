@@ -277,9 +277,8 @@ impl Reader {
     /// Reads one chunk of tailer `i`; true if bytes were read.
     fn read_one(&mut self, i: usize) -> bool {
         let now = quarry_model::time::now_nanos();
-        let metrics = Arc::clone(&self.metrics);
-        let enricher = &self.enricher;
-        let mut keep = |e: &mut Event| enricher.redact(e, &metrics);
+        let (enricher, metrics) = (&self.enricher, &self.metrics);
+        let mut keep = |e: &mut Event| enricher.redact(e, metrics);
         let t = &mut self.tailers[i];
         let fp = t.fp;
         let before = t.batch_bytes();
@@ -370,19 +369,13 @@ impl Reader {
 
     /// Age-based sealing, quiet-stream flushes, closing finished files.
     fn housekeeping(&mut self, cold: bool) {
-        let now = quarry_model::time::now_nanos();
         let wait = self.cfg.batch_wait();
         let quiet = self.cfg.flush_quiet();
         let mut close = Vec::new();
         for i in 0..self.tailers.len() {
             let t = &self.tailers[i];
             if t.holds_records() && t.last_growth.elapsed() >= quiet {
-                let metrics = Arc::clone(&self.metrics);
-                let enricher = &self.enricher;
-                let t = &mut self.tailers[i];
-                let before = t.batch_bytes();
-                t.flush_quiet(now, &mut |e| enricher.redact(e, &metrics));
-                self.held += t.batch_bytes() - before;
+                self.emit_held(i, false);
                 self.seal(i);
             }
             let t = &self.tailers[i];
@@ -418,15 +411,25 @@ impl Reader {
         }
     }
 
-    /// Finishes tailer `i` (its last records are emitted and sealed) and forgets it.
-    fn close(&mut self, i: usize) {
+    /// Emits the records tailer `i` holds for joining (its stream went quiet) or, when `finished`, all of
+    /// them including a last line without newline; redacted, and counted in `held`.
+    fn emit_held(&mut self, i: usize, finished: bool) {
         let now = quarry_model::time::now_nanos();
-        let metrics = Arc::clone(&self.metrics);
-        let enricher = &self.enricher;
+        let (enricher, metrics) = (&self.enricher, &self.metrics);
+        let mut keep = |e: &mut Event| enricher.redact(e, metrics);
         let t = &mut self.tailers[i];
         let before = t.batch_bytes();
-        t.finish(now, &mut |e| enricher.redact(e, &metrics));
+        if finished {
+            t.finish(now, &mut keep);
+        } else {
+            t.flush_quiet(now, &mut keep);
+        }
         self.held += t.batch_bytes() - before;
+    }
+
+    /// Finishes tailer `i` (its last records are emitted and sealed) and forgets it.
+    fn close(&mut self, i: usize) {
+        self.emit_held(i, true);
         self.seal(i);
         let t = self.tailers.swap_remove(i);
         let mut st = t.state();

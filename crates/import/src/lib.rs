@@ -327,6 +327,19 @@ struct Sent {
     duplicate_events: u64,
 }
 
+impl Sent {
+    /// What the store or server answered for a batch of `n` events.
+    fn new(kind: Kind, n: u64, events: u64, parse_errors: u64, duplicate: bool) -> Sent {
+        Sent {
+            kind,
+            events,
+            parse_errors,
+            duplicate,
+            duplicate_events: if duplicate { n } else { 0 },
+        }
+    }
+}
+
 /// The decoding side's ends of the channels to the sender thread.
 struct Link {
     tx: Option<mpsc::SyncSender<Batch>>,
@@ -346,13 +359,7 @@ fn sender(
         let r = match target {
             Target::Store(store) => store
                 .ingest(b.key, &b.source, b.events)
-                .map(|r| Sent {
-                    kind,
-                    events: r.events,
-                    parse_errors: r.parse_errors,
-                    duplicate: r.duplicate,
-                    duplicate_events: if r.duplicate { n } else { 0 },
-                })
+                .map(|r| Sent::new(kind, n, r.events, r.parse_errors, r.duplicate))
                 .map_err(|source| ImportError::Store {
                     path: b.path,
                     batch: b.index,
@@ -366,13 +373,7 @@ fn sender(
                 quarry_transport::encode_native(&b.events, &mut body);
                 client
                     .ingest(&params, &body)
-                    .map(|r| Sent {
-                        kind,
-                        events: r.events,
-                        parse_errors: r.parse_errors,
-                        duplicate: r.duplicate,
-                        duplicate_events: if r.duplicate { n } else { 0 },
-                    })
+                    .map(|r| Sent::new(kind, n, r.events, r.parse_errors, r.duplicate))
                     .map_err(|source| ImportError::Server {
                         path: b.path,
                         batch: b.index,
