@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod rules;
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -135,6 +137,9 @@ enum Cmd {
     /// redact secrets and ship everything to the server, forgetting a line only once the server has it
     /// on disk. Settings beyond these options go in the configuration file's [agent] table (see the README).
     Agent(AgentArgs),
+    /// Work with Sigma detection rules: test them on events, lint them, list them.
+    #[command(subcommand)]
+    Rules(rules::RulesCmd),
 }
 
 #[derive(Args)]
@@ -402,6 +407,7 @@ fn main() {
         Cmd::Query(a) => query(a),
         Cmd::Demo(a) => demo(a),
         Cmd::Agent(a) => agent(a, cli.config.as_deref()),
+        Cmd::Rules(c) => rules::run(c),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

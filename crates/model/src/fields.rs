@@ -145,6 +145,11 @@ impl Fields {
         self.entries.iter().map(|(p, v)| (p.as_str(), v))
     }
 
+    /// All fields as `(path, value)` pairs, in order (for index-based access).
+    pub fn as_slice(&self) -> &[(String, Value)] {
+        &self.entries
+    }
+
     /// Number of fields.
     pub fn len(&self) -> usize {
         self.entries.len()

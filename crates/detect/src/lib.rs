@@ -1,0 +1,27 @@
+//! Detection: Sigma rules on the live stream and over history.
+//!
+//! - [`RuleSet`] loads rules: the built-in pack compiled into the binary (`rules/`, see `rules/README.md`)
+//!   and the folders users bring. Every problem is reported with its file and rule, and never stops the
+//!   other rules from loading.
+//! - [`Detector`] compiles every rule once, applies Quarry's field-mapping pipeline (`src/pipeline.yml`),
+//!   groups rules by the source kind they read ([`logsource`]) and matches events through rsigma's
+//!   candidate index.
+//! - [`SigmaEvent`] lets rsigma read Quarry's flattened fields directly: paths without array indices
+//!   match any element, exact keys (with dots) and numeric strings work as a user expects.
+//!
+//! Dependencies: rsigma-parser and rsigma-eval (MIT; Sigma 2.1 parsing, modifiers, conditions, pipelines,
+//! correlations) pinned to 0.23 because later versions need a newer Rust than the workspace's; rustc-hash
+//! (a fast hash for per-event field lookups); serde/serde_json (rule metadata and evidence as JSON);
+//! thiserror.
+
+mod detector;
+mod event;
+pub mod lint;
+pub mod logsource;
+mod rules;
+
+pub use detector::{Detector, Level, Match, RuleInfo};
+pub use event::{event_json, FieldTable, Scratch, SigmaEvent};
+pub use rules::{
+    rule_files, LoadedCorrelation, LoadedRule, Origin, Problem, ProblemKind, ReadError, RuleSet,
+};
