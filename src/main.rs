@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod alerts;
 mod rules;
 
 #[global_allocator]
@@ -140,6 +141,8 @@ enum Cmd {
     /// Work with Sigma detection rules: test them on events, lint them, list them.
     #[command(subcommand)]
     Rules(rules::RulesCmd),
+    /// List the alerts detection raised, show one, acknowledge, close or reopen it.
+    Alerts(alerts::AlertsArgs),
 }
 
 #[derive(Args)]
@@ -234,9 +237,67 @@ impl StoreArgs {
 }
 
 #[derive(Args)]
+struct DetectArgs {
+    /// Sigma rule files or folders to run on every event besides the built-in pack (repeatable).
+    #[arg(long = "rules", env = "QUARRY_RULES", value_delimiter = ',')]
+    rules: Vec<PathBuf>,
+    /// Do not load the built-in rule pack.
+    #[arg(long)]
+    no_builtin_rules: bool,
+    /// Run no detection at all (no rules, no alerts).
+    #[arg(long, conflicts_with_all = ["rules", "no_builtin_rules", "alert_sinks"])]
+    no_detection: bool,
+    /// Deliver new alerts to KIND=TARGET (repeatable): webhook=URL, slack=URL, alertmanager=URL,
+    /// cef=HOST:PORT (syslog over TCP). Failed deliveries are retried, then written to
+    /// DATA_DIR/alerts/deadletter.jsonl.
+    #[arg(long = "alert-sink", env = "QUARRY_ALERT_SINKS", value_delimiter = ',')]
+    alert_sinks: Vec<quarry_detect::deliver::Sink>,
+    /// Pause before the first retry of a failed delivery (doubling after each try).
+    #[arg(long, hide = true, default_value = "1s", value_parser = parse_duration)]
+    alert_retry: Duration,
+}
+
+impl DetectArgs {
+    /// Live detection over the store in `data_dir`, as asked.
+    fn open(&self, data_dir: &std::path::Path) -> Result<Option<Arc<quarry_detect::Live>>> {
+        if self.no_detection {
+            return Ok(None);
+        }
+        let mut set = if self.no_builtin_rules {
+            quarry_detect::RuleSet::new()
+        } else {
+            quarry_detect::RuleSet::builtin()
+        };
+        for p in &self.rules {
+            set.add_path(p)?;
+        }
+        let detector = quarry_detect::Detector::new(&set);
+        for p in detector.problems() {
+            tracing::warn!(problem = %p, "rule not loaded");
+        }
+        tracing::info!(
+            rules = detector.rules().len(),
+            not_loaded = detector.problems().len(),
+            sinks = self.alert_sinks.len(),
+            "detection on"
+        );
+        let live = quarry_detect::Live::open_with_retry(
+            detector,
+            &data_dir.join("alerts"),
+            self.alert_sinks.clone(),
+            self.alert_retry,
+        )
+        .context("cannot open the alert journal")?;
+        Ok(Some(Arc::new(live)))
+    }
+}
+
+#[derive(Args)]
 struct ServerArgs {
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    detect: DetectArgs,
     /// Address to listen on.
     #[arg(long, env = "QUARRY_LISTEN", default_value = "127.0.0.1:7700")]
     listen: SocketAddr,
@@ -322,6 +383,8 @@ struct DemoArgs {
     /// Keep the data here instead of a temporary directory (deleted at exit).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    detect: DetectArgs,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -408,6 +471,7 @@ fn main() {
         Cmd::Demo(a) => demo(a),
         Cmd::Agent(a) => agent(a, cli.config.as_deref()),
         Cmd::Rules(c) => rules::run(c),
+        Cmd::Alerts(a) => alerts::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -434,11 +498,16 @@ async fn shutdown_signal() {
 }
 
 /// Serves `store` on `listen` until Ctrl-C or SIGTERM, then closes it.
-fn serve(store: Store, listen: SocketAddr, on_ready: impl FnOnce(SocketAddr)) -> Result<()> {
+fn serve(
+    store: Store,
+    live: Option<Arc<quarry_detect::Live>>,
+    listen: SocketAddr,
+    on_ready: impl FnOnce(SocketAddr),
+) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let state = quarry_server::AppState::new(store.clone());
+    let state = quarry_server::AppState::with_detection(store.clone(), live);
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -455,7 +524,10 @@ fn serve(store: Store, listen: SocketAddr, on_ready: impl FnOnce(SocketAddr)) ->
 }
 
 fn server(a: ServerArgs) -> Result<()> {
-    let store = Store::open(a.store.config())?;
+    let live = a.detect.open(&a.store.data_dir)?;
+    let mut cfg = a.store.config();
+    cfg.observer = live.clone().map(|l| l as Arc<dyn quarry_store::Observer>);
+    let store = Store::open(cfg)?;
     let s = store.stats();
     tracing::info!(
         data_dir = %a.store.data_dir.display(),
@@ -465,7 +537,7 @@ fn server(a: ServerArgs) -> Result<()> {
         torn_bytes = s.wal_torn_bytes,
         "store open"
     );
-    serve(store, a.listen, |_| {})
+    serve(store, live, a.listen, |_| {})
 }
 
 fn progress_bar(total: u64, what: &str) -> ProgressBar {
@@ -645,8 +717,10 @@ fn demo(a: DemoArgs) -> Result<()> {
         cfg.cluster, cfg.scale, cfg.seed
     );
     println!("data directory: {}", dir.display());
+    let live = a.detect.open(&dir)?;
     let mut store_cfg = StoreConfig::new(&dir);
     store_cfg.commit_interval = Duration::from_secs(1);
+    store_cfg.observer = live.clone().map(|l| l as Arc<dyn quarry_store::Observer>);
     let store = Store::open(store_cfg)?;
     let pb = progress_bar(0, "generating and loading");
     pb.set_style(
@@ -676,20 +750,59 @@ fn demo(a: DemoArgs) -> Result<()> {
         8,
         &mut std::io::stdout(),
     )?;
+    if let Some(live) = &live {
+        print_alerts(live);
+    }
     if a.no_serve {
         store.close()?;
         return Ok(());
     }
-    serve(store, a.listen, |addr| {
+    serve(store, live, a.listen, |addr| {
         println!(
             "\nThe server is up at http://{addr} with this data. Try your own hunt, for example:"
         );
+        println!("  quarry alerts --server http://{addr}");
         println!("  quarry query --server http://{addr} 'filter verb = \"delete\" | stats count(*) by user.username'");
         println!("  curl -s http://{addr}/api/v1/query -d '{{\"query\": \"search \\\"{}\\\" | limit 5\"}}'", attack.exfil_ip);
         println!(
             "Press Ctrl-C to stop (the data directory is deleted unless you gave --data-dir)."
         );
     })
+}
+
+/// What live detection raised while the demo's data went in, most severe first.
+fn print_alerts(live: &quarry_detect::Live) {
+    let mut alerts = live
+        .alerts()
+        .list(&quarry_detect::alerts::AlertFilter::default());
+    alerts.sort_by_key(|a| {
+        (
+            std::cmp::Reverse(quarry_detect::alerts::level_rank(&a.level)),
+            a.first_seen,
+        )
+    });
+    println!(
+        "\nMeanwhile, detection ran on every event as it arrived: {} rules, {} alerts.",
+        live.detector().rules().len(),
+        alerts.len()
+    );
+    for a in alerts.iter().take(20) {
+        println!(
+            "  {} {:<8} {} ({} event{}, {})",
+            quarry_model::time::format_rfc3339_millis(a.first_seen),
+            a.level,
+            a.title,
+            a.count,
+            if a.count == 1 { "" } else { "s" },
+            a.dedup_key.split_once('|').map(|(_, e)| e).unwrap_or("")
+        );
+    }
+    if alerts.len() > 20 {
+        println!(
+            "  ... and {} more: quarry alerts --server URL",
+            alerts.len() - 20
+        );
+    }
 }
 
 /// `quarry agent`: settings from the [agent] table of the configuration file, then the options.

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use quarry_detect::lint::{lint_text, problem_finding, Finding, Severity};
-use quarry_detect::{event_json, rule_files, Detector, RuleSet, Scratch};
+use quarry_detect::{evidence, rule_files, Detector, RuleSet, Scratch};
 use quarry_model::{Event, Kind, Source};
 use quarry_parse::{decode_all, DecoderOptions, Format};
 use std::io::Write;
@@ -179,15 +179,6 @@ fn kind_of(ev: &Event) -> Kind {
         .parse::<Format>()
         .map(Format::kind)
         .unwrap_or(Kind::Text)
-}
-
-/// A matched event as shown to people: the record itself when it is a JSON object (audit, CloudTrail), else
-/// Quarry's flat form (`@timestamp`, `@message` and the fields).
-pub fn evidence(source: &Source, ev: &Event) -> serde_json::Value {
-    match serde_json::from_str::<serde_json::Value>(&ev.raw) {
-        Ok(v @ serde_json::Value::Object(_)) => v,
-        _ => event_json(source, ev),
-    }
 }
 
 fn lint(a: LintArgs) -> Result<()> {

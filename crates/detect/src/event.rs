@@ -240,6 +240,17 @@ pub fn event_json(source: &Source, ev: &Event) -> serde_json::Value {
     serde_json::Value::Object(m)
 }
 
+/// A matched event as shown to people: the record itself when it is a JSON object (audit, CloudTrail), else
+/// Quarry's flat form ([`event_json`]).
+pub fn evidence(source: &Source, ev: &Event) -> serde_json::Value {
+    if ev.raw.starts_with('{') {
+        if let Ok(v @ serde_json::Value::Object(_)) = serde_json::from_str(&ev.raw) {
+            return v;
+        }
+    }
+    event_json(source, ev)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,11 @@
 //! - `POST /api/v1/query`: a Logs Insights query over a time range; errors name line and column.
 //! - `POST /api/v1/commit`: waits until everything acknowledged is searchable (importers call it at the end).
 //! - `GET /api/v1/stats`: store counters and sizes as JSON.
+//! - `GET /api/v1/alerts`: alerts raised by live detection, newest first; filters `state`, `rule_id`,
+//!   `min_level`, `since` (UTC ns) in the query string.
+//! - `GET /api/v1/alerts/{id}`: one alert with all its evidence and history.
+//! - `POST /api/v1/alerts/{id}`: moves an alert through its lifecycle: `{"state": "acknowledged" |
+//!   "closed" | "open", "note": "...", "by": "..."}`.
 //! - `GET /metrics`: Prometheus text format.
 //!
 //! Bad requests get a 4xx with a JSON `{"error": ...}` body; nothing on the request path panics on input.
@@ -18,11 +23,14 @@
 //! zstd/flate2 (request bodies), tracing (request logs).
 
 use axum::body::Bytes;
+use axum::extract::Path;
 use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use quarry_detect::alerts::{alert_json, AlertError, AlertFilter, AlertState};
+use quarry_detect::Live;
 use quarry_model::{Event, Kind};
 use quarry_parse::{Decoder, Format};
 use quarry_query::{parse_time_range, run, RunError, RunOptions};
@@ -57,15 +65,22 @@ struct HttpMetrics {
 /// Shared state of the handlers.
 pub struct AppState {
     store: Store,
+    live: Option<Arc<Live>>,
     metrics: HttpMetrics,
     started: Instant,
 }
 
 impl AppState {
-    /// State over an open store.
+    /// State over an open store, without detection.
     pub fn new(store: Store) -> Arc<AppState> {
+        AppState::with_detection(store, None)
+    }
+
+    /// State over an open store whose observer is `live` (its alerts are served under /api/v1/alerts).
+    pub fn with_detection(store: Store, live: Option<Arc<Live>>) -> Arc<AppState> {
         Arc::new(AppState {
             store,
+            live,
             metrics: HttpMetrics::default(),
             started: Instant::now(),
         })
@@ -82,6 +97,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/query", post(query))
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/commit", post(commit))
+        .route("/api/v1/alerts", get(list_alerts))
+        .route("/api/v1/alerts/{id}", get(get_alert).post(update_alert))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -380,13 +397,84 @@ async fn ingest_stream_sections(
     Ok(Json(response).into_response())
 }
 
+/// The live detection, or a 404 saying the server runs without it.
+fn live(st: &AppState) -> Result<&Arc<Live>, HttpError> {
+    st.live.as_ref().ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            "this server runs without detection (started with --no-detection)".into(),
+        )
+    })
+}
+
+async fn list_alerts(
+    State(st): State<Arc<AppState>>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, HttpError> {
+    let filter: AlertFilter = serde_urlencoded::from_str(q.as_deref().unwrap_or(""))
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad alert filter: {e}")))?;
+    let alerts = live(&st)?.alerts().list(&filter);
+    let body: Vec<serde_json::Value> = alerts.iter().map(|a| alert_json(a, false)).collect();
+    Ok(Json(body).into_response())
+}
+
+async fn get_alert(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, HttpError> {
+    match live(&st)?.alerts().get(&id) {
+        Some(a) => Ok(Json(alert_json(&a, true)).into_response()),
+        None => Err(error(StatusCode::NOT_FOUND, format!("no alert {id:?}"))),
+    }
+}
+
+/// Body of `POST /api/v1/alerts/{id}`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertUpdate {
+    state: String,
+    #[serde(default)]
+    note: Option<String>,
+    #[serde(default)]
+    by: Option<String>,
+}
+
+async fn update_alert(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, HttpError> {
+    let live = live(&st)?.clone();
+    let u: AlertUpdate = serde_json::from_slice(&body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "bad alert update (expected {{\"state\": \"acknowledged\", \"note\": ...}}): {e}"
+            ),
+        )
+    })?;
+    let state: AlertState = u
+        .state
+        .parse()
+        .map_err(|e: String| error(StatusCode::BAD_REQUEST, e))?;
+    let by = u.by.unwrap_or_else(|| "api".into());
+    let now = quarry_model::time::now_nanos();
+    let updated = blocking(move || live.alerts().transition(&id, state, &by, u.note, now))
+        .await?
+        .map_err(|e| match e {
+            AlertError::NotFound(_) => error(StatusCode::NOT_FOUND, e.to_string()),
+            e => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        })?;
+    Ok(Json(alert_json(&updated, true)).into_response())
+}
+
 fn store_error(e: StoreError) -> HttpError {
     match e {
         StoreError::Wal(WalError::TooLarge(n)) => error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("batch of {n} bytes is too large for one WAL record; send smaller batches"),
         ),
-        StoreError::Wal(_) | StoreError::ReadOnly => {
+        StoreError::Wal(_) | StoreError::ReadOnly | StoreError::Observer(_) => {
             error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         }
         e => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -606,6 +694,54 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Result<Response, HttpError>
         "Time spent running queries.",
         c(&m.query_micros) as f64 / 1e6,
     );
+    if let Some(live) = &st.live {
+        let (d, dl) = (live.metrics(), live.delivery());
+        for (name, help, v) in [
+            (
+                "quarry_detect_events_total",
+                "Events run through the detection rules.",
+                c(&d.events) as f64,
+            ),
+            (
+                "quarry_detect_matches_total",
+                "Rule matches.",
+                c(&d.matches) as f64,
+            ),
+            (
+                "quarry_alerts_opened_total",
+                "Alerts opened (matches folded into an open alert are not counted).",
+                c(&d.alerts_opened) as f64,
+            ),
+            (
+                "quarry_detect_seconds_total",
+                "Time spent matching events against rules.",
+                c(&d.detect_nanos) as f64 / 1e9,
+            ),
+            (
+                "quarry_alert_deliveries_total",
+                "Alert deliveries that succeeded (alert x sink).",
+                c(&dl.delivered) as f64,
+            ),
+            (
+                "quarry_alert_delivery_retries_total",
+                "Alert delivery attempts that failed and were retried.",
+                c(&dl.retries) as f64,
+            ),
+            (
+                "quarry_alert_dead_letters_total",
+                "Alert deliveries given up and written to deadletter.jsonl.",
+                c(&dl.dead_lettered) as f64,
+            ),
+        ] {
+            put(name, "counter", help, v);
+        }
+        put(
+            "quarry_detect_rules",
+            "gauge",
+            "Rules loaded.",
+            live.detector().rules().len() as f64,
+        );
+    }
     put(
         "quarry_uptime_seconds",
         "gauge",

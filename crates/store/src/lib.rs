@@ -61,6 +61,17 @@ pub enum StoreError {
     /// The store is open read-only.
     #[error("the store is open read-only")]
     ReadOnly,
+    /// The [`Observer`] refused the batch (for example, the alert journal could not be written).
+    #[error("{0}")]
+    Observer(String),
+}
+
+/// Something that sees every new batch before it is stored: detection, which raises alerts on it. A batch
+/// is stored only once its observer has returned, so an acknowledged batch has been seen; a retried
+/// batch that is a duplicate is not shown again.
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// Sees one batch of `source`; an error fails the ingest (the client retries).
+    fn observe(&self, source: &Source, events: &[Event]) -> Result<(), String>;
 }
 
 /// Durable batches waiting to be indexed, at most.
@@ -94,6 +105,8 @@ pub struct StoreConfig {
     pub retention: Retention,
     /// How often retention is applied.
     pub retention_interval: Duration,
+    /// Sees every new batch before it is stored (see [`Observer`]).
+    pub observer: Option<Arc<dyn Observer>>,
 }
 
 impl StoreConfig {
@@ -112,6 +125,7 @@ impl StoreConfig {
             writer_idle: Duration::from_secs(120),
             retention: Retention::default(),
             retention_interval: Duration::from_secs(60),
+            observer: None,
         }
     }
 }
@@ -336,6 +350,9 @@ impl Store {
                 duplicate: true,
                 ..Ingested::default()
             });
+        }
+        if let Some(o) = &self.inner.cfg.observer {
+            o.observe(source, &events).map_err(StoreError::Observer)?;
         }
         let n = events.len() as u64;
         let raw_bytes: u64 = events.iter().map(|e| e.raw.len() as u64).sum();

@@ -259,6 +259,43 @@ impl Client {
         self.check(resp).map(|_| ())
     }
 
+    /// Alerts, newest first; `query` is the filter's query string (`state=open&min_level=high`).
+    pub fn alerts(&self, query: &str) -> Result<Vec<serde_json::Value>, ClientError> {
+        let resp = self
+            .http
+            .get(format!("{}/api/v1/alerts?{query}", self.base))
+            .send()
+            .map_err(|e| self.http_err(e))?;
+        self.check(resp)?.json().map_err(|e| self.http_err(e))
+    }
+
+    /// One alert with all its evidence and history.
+    pub fn alert(&self, id: &str) -> Result<serde_json::Value, ClientError> {
+        let resp = self
+            .http
+            .get(format!("{}/api/v1/alerts/{id}", self.base))
+            .send()
+            .map_err(|e| self.http_err(e))?;
+        self.check(resp)?.json().map_err(|e| self.http_err(e))
+    }
+
+    /// Moves an alert to `state` (open, acknowledged, closed); returns it.
+    pub fn update_alert(
+        &self,
+        id: &str,
+        state: &str,
+        note: Option<&str>,
+        by: &str,
+    ) -> Result<serde_json::Value, ClientError> {
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/alerts/{id}", self.base))
+            .json(&serde_json::json!({"state": state, "note": note, "by": by}))
+            .send()
+            .map_err(|e| self.http_err(e))?;
+        self.check(resp)?.json().map_err(|e| self.http_err(e))
+    }
+
     /// True when the server answers its health probe.
     pub fn healthy(&self) -> bool {
         self.http
