@@ -288,7 +288,9 @@ impl DetectArgs {
             self.alert_retry,
         )
         .context("cannot open the alert journal")?;
-        Ok(Some(Arc::new(live)))
+        let live = Arc::new(live);
+        quarry_detect::Live::start_ticker(&live);
+        Ok(Some(live))
     }
 }
 
@@ -507,6 +509,7 @@ fn serve(
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let live_handle = live.clone();
     let state = quarry_server::AppState::with_detection(store.clone(), live);
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
@@ -518,9 +521,22 @@ fn serve(
         quarry_server::serve(listener, state, shutdown_signal()).await?;
         anyhow::Ok(())
     })?;
+    drop(rt);
     tracing::info!("shutting down: committing and closing the store");
     store.close()?;
+    close_detection(live_handle);
     Ok(())
+}
+
+/// Flushes correlation windows and waits for queued alert deliveries.
+fn close_detection(live: Option<Arc<quarry_detect::Live>>) {
+    match live.map(Arc::try_unwrap) {
+        Some(Ok(live)) => live.close(),
+        Some(Err(_)) => tracing::warn!(
+            "detection still in use at shutdown: correlation windows not saved, queued deliveries not awaited"
+        ),
+        None => {}
+    }
 }
 
 fn server(a: ServerArgs) -> Result<()> {
@@ -755,6 +771,7 @@ fn demo(a: DemoArgs) -> Result<()> {
     }
     if a.no_serve {
         store.close()?;
+        close_detection(live);
         return Ok(());
     }
     serve(store, live, a.listen, |addr| {

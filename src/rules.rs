@@ -127,41 +127,80 @@ fn test(a: TestArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     let mut total = 0usize;
     let mut unparsed = 0usize;
+    let mut emit =
+        |id: &str, title: &str, level: &str, tags: &[String], ts: i64, event, why: String| {
+            total += 1;
+            match a.format {
+                Output::Json => {
+                    let obj = serde_json::json!({
+                        "rule_id": id, "title": title, "level": level, "tags": tags, "event": event,
+                    });
+                    writeln!(out, "{obj}")
+                }
+                Output::Text => writeln!(
+                    out,
+                    "{level:<13} {title} [{id}] {} {why}",
+                    quarry_model::time::format_rfc3339_millis(ts)
+                ),
+            }
+        };
+    // Correlations see every match in event-time order once the whole file is read.
+    let mut correlator = d.correlator(0);
     for ev in &events {
         unparsed += ev.parse_error.is_some() as usize;
         let kind = a.kind.unwrap_or_else(|| kind_of(ev));
         let source = Source::of_kind(kind);
         matches.clear();
         d.detect(&source, ev, &mut scratch, &mut matches);
-        for m in &matches {
-            total += 1;
+        let mut for_correlation = Vec::new();
+        for m in &mut matches {
             let rule = &d.rules()[m.rule];
-            match a.format {
-                Output::Json => {
-                    let obj = serde_json::json!({
-                        "rule_id": rule.id,
-                        "title": rule.title,
-                        "level": rule.level,
-                        "tags": rule.tags,
-                        "event": evidence(&source, ev),
-                        "matched": m.fields.iter().cloned().collect::<serde_json::Map<_, _>>(),
-                    });
-                    writeln!(out, "{obj}")?;
-                }
-                Output::Text => {
-                    let why: Vec<String> =
-                        m.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    writeln!(
-                        out,
-                        "{:<13} {} [{}] {} {}",
-                        rule.level.as_str(),
-                        rule.title,
-                        rule.id,
-                        quarry_model::time::format_rfc3339_millis(ev.ts),
-                        why.join(" ")
-                    )?;
-                }
+            let why: Vec<String> = m.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let event = evidence(&source, ev);
+            emit(
+                &rule.id,
+                &rule.title,
+                rule.level.as_str(),
+                &rule.tags,
+                ev.ts,
+                event,
+                why.join(" "),
+            )?;
+            for_correlation.extend(m.result.take());
+        }
+        if let (Some(c), false) = (&mut correlator, for_correlation.is_empty()) {
+            c.push(&source, ev, for_correlation, 0);
+        }
+    }
+    if let Some(c) = &mut correlator {
+        // A correlation fires on every match past its threshold; show the first firing of each group.
+        let mut seen = std::collections::HashSet::new();
+        for f in c.release(d.field_table(), 0, true) {
+            let h = &f.result.header;
+            let Some(body) = f.result.as_correlation() else {
+                continue;
+            };
+            let id = h.rule_id.clone().unwrap_or_else(|| h.rule_title.clone());
+            if !seen.insert((id.clone(), body.group_key.clone())) {
+                continue;
             }
+            let group: Vec<String> = body
+                .group_key
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let why = format!(
+                "{} {} in {}s",
+                group.join(" "),
+                body.aggregated_value,
+                body.timespan_secs
+            );
+            let event = serde_json::json!({
+                "correlation": body.correlation_type, "group": body.group_key, "value": body.aggregated_value,
+                "events": body.events,
+            });
+            let level = h.level.map(|l| l.as_str()).unwrap_or("high");
+            emit(&id, &h.rule_title, level, &h.tags, f.ts, event, why)?;
         }
     }
     eprintln!(

@@ -25,7 +25,8 @@ fn demo_hunts_down_the_attack_then_serves_the_data() {
     let stdout = child.stdout.take().unwrap();
     let mut out = String::new();
     let started = Instant::now();
-    for line in BufReader::new(stdout).lines() {
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
         let line = line.unwrap();
         out.push_str(&line);
         out.push('\n');
@@ -37,6 +38,8 @@ fn demo_hunts_down_the_attack_then_serves_the_data() {
             "demo too slow:\n{out}"
         );
     }
+    // Keep reading what the demo prints while it serves (a closed pipe would make its next print fail).
+    std::thread::spawn(move || lines.for_each(drop));
     // The hunt found each step: the probing address, the stolen token's secrets, the exec, the
     // privileged pod, the cluster-admin binding and the exfiltration.
     for needle in [

@@ -3,11 +3,12 @@
 //! the literals and fields rules require, with Aho-Corasick automata for substrings) picks the few rules
 //! worth evaluating, instead of a loop over all rules.
 
+use crate::correlate::{Correlator, DEFAULT_LATENESS_NS};
 use crate::event::{FieldTable, Scratch, SigmaEvent};
 use crate::logsource::Route;
 use crate::rules::{Origin, Problem, ProblemKind, RuleSet};
 use quarry_model::{Event, Kind, Source};
-use rsigma_eval::{parse_pipeline, Engine, Pipeline, RuleFieldSet};
+use rsigma_eval::{parse_pipeline, Engine, EvaluationResult, Pipeline, RuleFieldSet};
 use rsigma_parser::SigmaCollection;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
@@ -76,6 +77,9 @@ pub struct RuleInfo {
     pub attributes: serde_json::Map<String, serde_json::Value>,
     #[serde(skip)]
     route: Route,
+    /// Whether a correlation rule names this rule.
+    #[serde(skip)]
+    pub correlated: bool,
 }
 
 impl RuleInfo {
@@ -91,7 +95,7 @@ impl RuleInfo {
 }
 
 /// One rule matching one event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Match {
     /// Index of the rule in [`Detector::rules`].
     pub rule: usize,
@@ -99,6 +103,9 @@ pub struct Match {
     pub selections: Vec<String>,
     /// The event's values that made them match, as `(field, value)`.
     pub fields: Vec<(String, serde_json::Value)>,
+    /// rsigma's result, kept for rules that correlations use (the correlation stage needs it).
+    #[serde(skip)]
+    pub result: Option<EvaluationResult>,
 }
 
 /// All rules, compiled.
@@ -109,6 +116,8 @@ pub struct Detector {
     engines: Vec<Option<Engine>>,
     table: FieldTable,
     problems: Vec<Problem>,
+    /// The loaded rules and correlations, for the correlation stage.
+    collection: SigmaCollection,
 }
 
 impl Detector {
@@ -147,6 +156,12 @@ impl Detector {
                     .filter_map(|(k, v)| Some((k.clone(), serde_json::to_value(v).ok()?)))
                     .collect(),
                 route: r.route.clone(),
+                correlated: set.correlations.iter().any(|c| {
+                    c.rule.rules.iter().any(|x| {
+                        r.rule.id.as_deref() == Some(x.as_str())
+                            || r.rule.name.as_deref() == Some(x.as_str())
+                    })
+                }),
             });
             loaded.push(&r.rule);
         }
@@ -194,15 +209,37 @@ impl Detector {
         let mut collection = SigmaCollection::new();
         collection.rules = loaded.iter().map(|r| (*r).clone()).collect();
         collection.correlations = set.correlations.iter().map(|c| c.rule.clone()).collect();
-        let fields = RuleFieldSet::collect(&collection, &[pipeline], true);
+        let fields = RuleFieldSet::collect(&collection, std::slice::from_ref(&pipeline), true);
         let table = FieldTable::new(fields.names());
+        if let Err(e) = Correlator::new(&collection, pipeline, DEFAULT_LATENESS_NS) {
+            problems.push(Problem {
+                origin: "correlations".into(),
+                rule: None,
+                kind: ProblemKind::Error,
+                message: e,
+            });
+            collection.correlations.clear();
+        }
         Detector {
             rules,
             by_key,
             engines,
             table,
             problems,
+            collection,
         }
+    }
+
+    /// The correlation stage for the loaded correlation rules (`None` when there are none).
+    pub fn correlator(&self, lateness_ns: i64) -> Option<Correlator> {
+        Correlator::new(&self.collection, quarry_pipeline(), lateness_ns)
+            .ok()
+            .flatten()
+    }
+
+    /// The table of the fields rules name (for reading events outside [`Detector::detect`]).
+    pub fn field_table(&self) -> &FieldTable {
+        &self.table
     }
 
     /// The loaded rules.
@@ -238,14 +275,17 @@ impl Detector {
             let Some(body) = r.as_detection() else {
                 continue;
             };
+            let selections = body.matched_selections.clone();
+            let fields = body
+                .matched_fields
+                .iter()
+                .map(|f| (f.field.clone(), f.value.clone()))
+                .collect();
             out.push(Match {
                 rule,
-                selections: body.matched_selections.clone(),
-                fields: body
-                    .matched_fields
-                    .iter()
-                    .map(|f| (f.field.clone(), f.value.clone()))
-                    .collect(),
+                selections,
+                fields,
+                result: self.rules[rule].correlated.then_some(r),
             });
         }
     }

@@ -126,7 +126,12 @@ impl<'a> SigmaEvent<'a> {
         }
     }
 
+    /// Fields an event has even when its record does not carry them: `message` / `@message` (the
+    /// message text, e.g. of a journald entry) and the source's `kubernetes.*` coordinates.
     fn coordinate(&self, path: &str) -> Option<EventValue<'a>> {
+        if path == "message" || path == "@message" {
+            return Some(EventValue::Str(Cow::Borrowed(self.ev.message())));
+        }
         if !path.starts_with("kubernetes.") {
             return None;
         }
@@ -316,6 +321,7 @@ mod tests {
             Some(EventValue::Str("prod".into()))
         );
         assert_eq!(se.get_field("nope"), None);
+        assert_eq!(se.get_field("message"), Some(EventValue::Str("{}".into())));
         assert!(
             !se.any_string_value(&|s| s == "{}"),
             "raw JSON is not free text"

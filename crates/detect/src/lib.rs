@@ -19,6 +19,7 @@
 //! HTTP for alert delivery, on its own thread); tracing; thiserror.
 
 pub mod alerts;
+pub mod correlate;
 pub mod deliver;
 mod detector;
 mod event;

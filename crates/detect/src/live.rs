@@ -4,14 +4,16 @@
 //! delivered.
 
 use crate::alerts::{Alert, AlertError, AlertStore, Candidate};
+use crate::correlate::{Correlator, Fired, DEFAULT_LATENESS_NS};
 use crate::deliver::{Notifier, Sink};
 use crate::detector::{Detector, RuleInfo};
 use crate::event::Scratch;
 use crate::evidence;
 use quarry_model::{Event, Kind, Source};
 use quarry_store::Observer;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Suppression window of rules that do not set one: one hour.
@@ -28,14 +30,18 @@ pub struct LiveMetrics {
     pub alerts_opened: AtomicU64,
     /// Time spent matching, in nanoseconds (detection's share of ingest CPU).
     pub detect_nanos: AtomicU64,
+    /// Matches that arrived later than the allowed lateness and were left out of correlations.
+    pub correlation_late: AtomicU64,
 }
 
 /// Live detection.
 pub struct Live {
     detector: Detector,
+    correlator: Option<Mutex<Correlator>>,
     alerts: AlertStore,
     notifier: Notifier,
     metrics: LiveMetrics,
+    state_file: PathBuf,
 }
 
 impl std::fmt::Debug for Live {
@@ -65,12 +71,68 @@ impl Live {
     ) -> Result<Live, AlertError> {
         let alerts = AlertStore::open(alert_dir)?;
         let notifier = Notifier::new(sinks, alert_dir.join("deadletter.jsonl"), retry_base);
+        let state_file = alert_dir.join("correlation-state.json");
+        let mut correlator = detector.correlator(DEFAULT_LATENESS_NS);
+        if let (Some(c), Ok(text)) = (&mut correlator, std::fs::read(&state_file)) {
+            let restored = serde_json::from_slice(&text).is_ok_and(|state| c.import(state));
+            if !restored {
+                tracing::warn!(file = %state_file.display(), "correlation windows not restored (rules changed?); starting empty");
+            }
+        }
         Ok(Live {
             detector,
+            correlator: correlator.map(Mutex::new),
             alerts,
             notifier,
             metrics: LiveMetrics::default(),
+            state_file,
         })
+    }
+
+    /// Releases correlation matches that waited long enough and raises what fired; saves the windows
+    /// with `save`. The server calls it every second ([`Live::start_ticker`]).
+    pub fn tick(&self, save: bool) -> Result<Vec<Alert>, AlertError> {
+        let Some(c) = &self.correlator else {
+            return Ok(Vec::new());
+        };
+        let now = quarry_model::time::now_nanos();
+        let (fired, state) = {
+            let mut c = c.lock().unwrap_or_else(|e| e.into_inner());
+            let fired = c.release(self.detector.field_table(), now, false);
+            self.metrics
+                .correlation_late
+                .store(c.late(), Ordering::Relaxed);
+            (fired, save.then(|| c.export()))
+        };
+        if let Some(state) = state {
+            if let Err(e) =
+                quarry_store::write_atomic(&self.state_file, state.to_string().as_bytes())
+            {
+                tracing::warn!(file = %self.state_file.display(), error = %e, "cannot save correlation windows");
+            }
+        }
+        self.raise(fired.iter().map(correlation_candidate).collect())
+    }
+
+    /// Calls [`Live::tick`] every second (saving the windows every minute) for as long as `live` lives.
+    pub fn start_ticker(live: &Arc<Live>) {
+        if live.correlator.is_none() {
+            return;
+        }
+        let weak = Arc::downgrade(live);
+        let _ = std::thread::Builder::new()
+            .name("quarry-correlate".into())
+            .spawn(move || {
+                let mut n = 0u64;
+                loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                    let Some(live) = weak.upgrade() else { return };
+                    n += 1;
+                    if let Err(e) = live.tick(n.is_multiple_of(60)) {
+                        tracing::error!(error = %e, "cannot record correlation alerts");
+                    }
+                }
+            });
     }
 
     /// The rules.
@@ -99,23 +161,47 @@ impl Live {
         let mut scratch = Scratch::default();
         let mut matches = Vec::new();
         let mut candidates = Vec::new();
+        let now = quarry_model::time::now_nanos();
+        let mut correlator = self
+            .correlator
+            .as_ref()
+            .map(|c| c.lock().unwrap_or_else(|e| e.into_inner()));
         for ev in events {
             matches.clear();
             self.detector.detect(source, ev, &mut scratch, &mut matches);
-            for m in &matches {
+            let mut for_correlation = Vec::new();
+            for m in &mut matches {
                 candidates.push(candidate(&self.detector.rules()[m.rule], source, ev));
+                for_correlation.extend(m.result.take());
+            }
+            if let (Some(c), false) = (&mut correlator, for_correlation.is_empty()) {
+                c.push(source, ev, for_correlation, now);
             }
         }
+        if let Some(c) = &mut correlator {
+            self.metrics
+                .correlation_late
+                .store(c.late(), Ordering::Relaxed);
+            let fired = c.release(self.detector.field_table(), now, false);
+            candidates.extend(fired.iter().map(correlation_candidate));
+        }
+        drop(correlator);
         let m = &self.metrics;
         m.detect_nanos
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         m.events.fetch_add(events.len() as u64, Ordering::Relaxed);
         m.matches
             .fetch_add(candidates.len() as u64, Ordering::Relaxed);
+        self.raise(candidates)
+    }
+
+    /// Stores candidates as alerts and hands the new ones to delivery.
+    fn raise(&self, candidates: Vec<Candidate>) -> Result<Vec<Alert>, AlertError> {
         let opened = self
             .alerts
             .raise(candidates, quarry_model::time::now_nanos())?;
-        m.alerts_opened
+        self.metrics
+            .alerts_opened
             .fetch_add(opened.len() as u64, Ordering::Relaxed);
         for a in &opened {
             tracing::info!(alert = %a.id, rule = %a.rule_id, level = %a.level, title = %a.title, "alert");
@@ -124,8 +210,18 @@ impl Live {
         Ok(opened)
     }
 
-    /// Waits for queued deliveries, then stops.
+    /// Releases every held correlation match, saves the windows, waits for queued deliveries, then stops.
     pub fn close(self) {
+        if let Some(c) = &self.correlator {
+            let mut c = c.lock().unwrap_or_else(|e| e.into_inner());
+            let fired = c.release(self.detector.field_table(), i64::MAX, true);
+            let state = c.export();
+            drop(c);
+            if let Err(e) = self.raise(fired.iter().map(correlation_candidate).collect()) {
+                tracing::error!(error = %e, "cannot record correlation alerts");
+            }
+            let _ = quarry_store::write_atomic(&self.state_file, state.to_string().as_bytes());
+        }
         self.notifier.close();
     }
 }
@@ -162,7 +258,7 @@ fn default_entity(source: &Source, ev: &Event) -> String {
         ]),
         Kind::VpcFlow => ev
             .fields
-            .get("srcaddr")
+            .get("srcAddr")
             .map(|v| v.to_string())
             .unwrap_or_default(),
         Kind::Syslog => field(ev, "hostname")
@@ -213,6 +309,55 @@ fn candidate(rule: &RuleInfo, source: &Source, ev: &Event) -> Candidate {
     }
 }
 
+/// A fired correlation as an alert candidate: keyed by the correlation and its group, with the
+/// correlation's figures and contributing events as evidence.
+fn correlation_candidate(f: &Fired) -> Candidate {
+    let h = &f.result.header;
+    let rule_id = h.rule_id.clone().unwrap_or_else(|| h.rule_title.clone());
+    let body = f.result.as_correlation();
+    let group: serde_json::Map<String, serde_json::Value> = body
+        .map(|b| {
+            b.group_key
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().into()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let entity = group
+        .values()
+        .filter_map(|v| v.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let event = serde_json::json!({
+        "correlation": body.map(|b| serde_json::to_value(b.correlation_type).unwrap_or_default()),
+        "group": group,
+        "value": body.map(|b| b.aggregated_value),
+        "timespan_secs": body.map(|b| b.timespan_secs),
+        "events": body.and_then(|b| b.events.clone()).unwrap_or_default(),
+    });
+    let event_hash = {
+        use std::hash::{Hash, Hasher};
+        let mut s = std::collections::hash_map::DefaultHasher::new();
+        (&rule_id, &entity, f.ts).hash(&mut s);
+        s.finish()
+    };
+    Candidate {
+        rule_id: rule_id.clone(),
+        title: h.rule_title.clone(),
+        level: h
+            .level
+            .map(|l| l.as_str().to_string())
+            .unwrap_or_else(|| "high".into()),
+        tags: h.tags.clone(),
+        dedup_key: format!("{rule_id}|{entity}"),
+        namespace: f.source.namespace.clone(),
+        ts: f.ts,
+        event,
+        event_hash,
+        suppress_ns: DEFAULT_SUPPRESS_NS,
+    }
+}
+
 /// A hash identifying an event (its time, source and text).
 fn event_hash(source: &Source, ev: &Event) -> u64 {
     use std::hash::{Hash, Hasher};
@@ -240,7 +385,71 @@ pub fn parse_window(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alerts::AlertFilter;
     use crate::rules::RuleSet;
+
+    fn audit_event(user: &str, ts_s: i64, subresource: &str) -> Event {
+        let json = serde_json::json!({"user": {"username": user},
+            "objectRef": {"subresource": subresource, "namespace": "prod"}});
+        let mut e = Event::text(ts_s * 1_000_000_000, json.to_string());
+        quarry_model::flatten_json("", &json, &mut e.fields);
+        e
+    }
+
+    #[test]
+    fn correlations_count_in_event_time_and_leave_late_matches_out() {
+        let mut set = RuleSet::new();
+        set.add_yaml(
+            "c.yml",
+            "title: Exec\nid: exec\nname: exec\nlogsource: {product: kubernetes, service: audit}\n\
+             detection: {sel: {objectRef.subresource: exec}, condition: sel}\n\
+             ---\n\
+             title: Many execs\nid: many-execs\nlevel: high\n\
+             correlation: {type: event_count, rules: [exec], group-by: [user.username], timespan: 60s, \
+             condition: {gte: 3}}\n",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let d = Detector::new(&set);
+        assert!(d.problems().is_empty(), "{:?}", d.problems());
+        let live = Live::open(d, dir.path(), Vec::new()).unwrap();
+        let src = Source::of_kind(Kind::Audit);
+        let t0 = 1_700_000_000;
+        // Out of order within the lateness; the third (in event time) is t0+50: a burst within 60 s.
+        live.process(
+            &src,
+            &[
+                audit_event("eve", t0 + 50, "exec"),
+                audit_event("eve", t0, "exec"),
+            ],
+        )
+        .unwrap();
+        live.process(&src, &[audit_event("eve", t0 + 20, "exec")])
+            .unwrap();
+        // Alice's three execs are spread over 200 s: no burst.
+        live.process(
+            &src,
+            &[
+                audit_event("alice", t0 + 100, "exec"),
+                audit_event("alice", t0 + 200, "exec"),
+                audit_event("alice", t0 + 300, "exec"),
+            ],
+        )
+        .unwrap();
+        // Far behind what was released by now: too late for the windows.
+        live.process(&src, &[audit_event("eve", t0 + 10, "exec")])
+            .unwrap();
+        assert_eq!(live.metrics().correlation_late.load(Ordering::Relaxed), 1);
+        live.tick(false).unwrap();
+        let alerts = live.alerts().list(&AlertFilter {
+            rule_id: Some("many-execs".into()),
+            ..AlertFilter::default()
+        });
+        assert_eq!(alerts.len(), 1, "{alerts:#?}");
+        assert_eq!(alerts[0].dedup_key, "many-execs|eve");
+        assert_eq!(alerts[0].level, "high");
+        assert_eq!(alerts[0].evidence[0]["value"], 3.0);
+        assert_eq!(alerts[0].evidence[0]["events"].as_array().unwrap().len(), 3);
+    }
 
     #[test]
     fn windows() {

@@ -31,6 +31,7 @@ const AUTH_PROGRAMS: &[&str] = &[
     "userdel",
     "usermod",
     "groupadd",
+    "gpasswd",
     "polkitd",
     "unix_chkpwd",
     "gdm-password",
@@ -61,6 +62,7 @@ impl Route {
         let Some(app) = ev.fields.get("appname").and_then(|v| v.as_str()) else {
             return false;
         };
+        let app = program_name(app);
         self.programs.iter().any(|p| p.eq_ignore_ascii_case(app))
             || self
                 .program
@@ -71,6 +73,20 @@ impl Route {
     /// True when some events of `kind` can pass.
     pub fn reads(&self, kind: Kind) -> bool {
         self.kinds.as_ref().is_none_or(|ks| ks.contains(&kind))
+    }
+}
+
+/// The program a syslog tag names: without a PAM-style suffix (`sshd(pam_unix)` is sshd), and with
+/// OpenSSH 9.8's per-session process (`sshd-session`) counted as sshd.
+fn program_name(app: &str) -> &str {
+    let app = match app.find('(') {
+        Some(i) if app.ends_with(')') => &app[..i],
+        _ => app,
+    };
+    if app.eq_ignore_ascii_case("sshd-session") {
+        "sshd"
+    } else {
+        app
     }
 }
 
@@ -155,6 +171,8 @@ mod tests {
         let sshd = route(&ls(Some("linux"), Some("sshd"), None)).unwrap();
         assert!(sshd.admits(Kind::Syslog, &syslog("sshd")));
         assert!(!sshd.admits(Kind::Syslog, &syslog("sudo")));
+        assert!(sshd.admits(Kind::Syslog, &syslog("sshd(pam_unix)")));
+        assert!(sshd.admits(Kind::Syslog, &syslog("sshd-session")));
         assert!(!sshd.admits(Kind::Audit, &syslog("sshd")));
         let auth = route(&ls(Some("linux"), Some("auth"), None)).unwrap();
         assert!(auth.admits(Kind::Syslog, &syslog("sudo")));
