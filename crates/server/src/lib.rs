@@ -718,6 +718,11 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Result<Response, HttpError>
                 c(&d.detect_nanos) as f64 / 1e9,
             ),
             (
+                "quarry_correlation_late_total",
+                "Matches that arrived later than the allowed lateness and were left out of correlations.",
+                c(&d.correlation_late) as f64,
+            ),
+            (
                 "quarry_alert_deliveries_total",
                 "Alert deliveries that succeeded (alert x sink).",
                 c(&dl.delivered) as f64,
