@@ -2,10 +2,11 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use quarry_detect::alerts::{alert_json, AlertFilter, AlertState, AlertStore};
+use quarry_detect::alerts::{alert_json, Alert, AlertFilter, AlertState, AlertStore};
+use quarry_detect::Level;
 use quarry_transport::Client;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub struct AlertsArgs {
@@ -20,10 +21,10 @@ pub struct AlertsArgs {
     format: Output,
     /// Only alerts in this state (open, acknowledged, closed).
     #[arg(long)]
-    state: Option<String>,
+    state: Option<AlertState>,
     /// Only alerts at this level or above (informational, low, medium, high, critical).
     #[arg(long)]
-    min_level: Option<String>,
+    min_level: Option<Level>,
     /// Only alerts of this rule id.
     #[arg(long)]
     rule: Option<String>,
@@ -85,8 +86,14 @@ pub fn run(a: AlertsArgs) -> Result<()> {
                 Ok(client.update_alert(&c.id, state_name(state), c.note.as_deref(), &by)?)
             }
             On::Dir(dir) => {
-                let _lock = lock_data_dir(dir)?;
-                let store = AlertStore::open(&dir.join("alerts"))?;
+                let _lock = quarry_store::lock_data_dir(dir).map_err(|e| match e {
+                    quarry_store::StoreError::Locked(_) => anyhow::anyhow!(
+                        "a server holds {}; change alerts through it with --server URL",
+                        dir.display()
+                    ),
+                    e => e.into(),
+                })?;
+                let store = journal(dir)?.with_context(|| format!("no alert {:?}", c.id))?;
                 let now = quarry_model::time::now_nanos();
                 Ok(alert_json(
                     &store.transition(&c.id, state, &by, c.note, now)?,
@@ -100,11 +107,8 @@ pub fn run(a: AlertsArgs) -> Result<()> {
             let alert = match &on {
                 On::Server(client) => client.alert(&id)?,
                 On::Dir(dir) => {
-                    let store = AlertStore::open(&dir.join("alerts"))?;
-                    alert_json(
-                        &store.get(&id).with_context(|| format!("no alert {id:?}"))?,
-                        true,
-                    )
+                    let found = journal(dir)?.and_then(|s| s.get(&id));
+                    alert_json(&found.with_context(|| format!("no alert {id:?}"))?, true)
                 }
             };
             writeln!(out, "{}", serde_json::to_string_pretty(&alert)?)?;
@@ -113,16 +117,10 @@ pub fn run(a: AlertsArgs) -> Result<()> {
         Some(Action::Close(c)) => print_one(&mut out, &change(c, AlertState::Closed)?)?,
         Some(Action::Reopen(c)) => print_one(&mut out, &change(c, AlertState::Open)?)?,
         None => {
-            let state = a
-                .state
-                .as_deref()
-                .map(str::parse::<AlertState>)
-                .transpose()
-                .map_err(anyhow::Error::msg)?;
             let alerts = match &on {
                 On::Server(client) => {
                     let mut q = Vec::new();
-                    if let Some(s) = state {
+                    if let Some(s) = a.state {
                         q.push(format!("state={}", state_name(s)));
                     }
                     if let Some(l) = &a.min_level {
@@ -133,19 +131,19 @@ pub fn run(a: AlertsArgs) -> Result<()> {
                     }
                     client.alerts(&q.join("&"))?
                 }
-                On::Dir(dir) => {
-                    let store = AlertStore::open(&dir.join("alerts"))?;
-                    store
-                        .list(&AlertFilter {
-                            state,
+                On::Dir(dir) => journal(dir)?
+                    .map(|store| {
+                        store.list(&AlertFilter {
+                            state: a.state,
                             rule_id: a.rule.clone(),
-                            min_level: a.min_level.clone(),
+                            min_level: a.min_level,
                             since: None,
                         })
-                        .iter()
-                        .map(|x| alert_json(x, false))
-                        .collect()
-                }
+                    })
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|x| alert_json(x, false))
+                    .collect(),
             };
             match a.format {
                 Output::Json => {
@@ -160,7 +158,9 @@ pub fn run(a: AlertsArgs) -> Result<()> {
                         "ID", "STATE", "LEVEL", "FIRST SEEN", "EVENTS"
                     )?;
                     for x in &alerts {
-                        print_row(&mut out, x)?;
+                        let alert: Alert = serde_json::from_value(x.clone())
+                            .context("the server sent an alert this client cannot read")?;
+                        print_row(&mut out, &alert)?;
                     }
                     eprintln!("{} alerts", alerts.len());
                 }
@@ -188,43 +188,30 @@ fn print_one(out: &mut impl Write, alert: &serde_json::Value) -> Result<()> {
     Ok(())
 }
 
-fn print_row(out: &mut impl Write, x: &serde_json::Value) -> Result<()> {
-    let s = |k: &str| x[k].as_str().unwrap_or("").to_string();
-    let first = x["first_seen"]
-        .as_i64()
-        .map(quarry_model::time::format_rfc3339_millis)
-        .unwrap_or_default();
-    let entity = s("dedup_key")
-        .split_once('|')
-        .map(|(_, e)| e.to_string())
-        .unwrap_or_default();
+fn print_row(out: &mut impl Write, a: &Alert) -> Result<()> {
     writeln!(
         out,
         "{:<20} {:<12} {:<9} {:<24} {:>6}  {} ({})",
-        s("id"),
-        s("state"),
-        s("level"),
-        first,
-        x["count"].as_u64().unwrap_or(0),
-        s("title"),
-        entity
+        a.id,
+        state_name(a.state),
+        a.level.as_str(),
+        quarry_model::time::format_rfc3339_millis(a.first_seen),
+        a.count,
+        a.title,
+        a.entity()
     )?;
     Ok(())
 }
 
-/// Takes the data directory's lock, so an alert is not changed behind a running server's back.
-fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
-    let f = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("LOCK"))
-        .with_context(|| format!("cannot open {}", dir.join("LOCK").display()))?;
-    if f.try_lock().is_err() {
-        bail!(
-            "a server holds {}; change alerts through it with --server URL",
-            dir.display()
-        );
+/// The alert journal of a data directory, read where it lies: `None` when nothing was raised there yet, an
+/// error when the directory does not exist (a mistyped path must not look like "no alerts").
+fn journal(dir: &Path) -> Result<Option<AlertStore>> {
+    if !dir.is_dir() {
+        bail!("{} is not a data directory", dir.display());
     }
-    Ok(f)
+    let alerts = dir.join("alerts");
+    if !alerts.join("alerts.jsonl").exists() {
+        return Ok(None);
+    }
+    Ok(Some(AlertStore::open(&alerts)?))
 }

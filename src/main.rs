@@ -792,12 +792,7 @@ fn print_alerts(live: &quarry_detect::Live) {
     let mut alerts = live
         .alerts()
         .list(&quarry_detect::alerts::AlertFilter::default());
-    alerts.sort_by_key(|a| {
-        (
-            std::cmp::Reverse(quarry_detect::alerts::level_rank(&a.level)),
-            a.first_seen,
-        )
-    });
+    alerts.sort_by_key(|a| (std::cmp::Reverse(a.level), a.first_seen));
     println!(
         "\nMeanwhile, detection ran on every event as it arrived: {} rules, {} alerts.",
         live.detector().rules().len(),
@@ -807,11 +802,11 @@ fn print_alerts(live: &quarry_detect::Live) {
         println!(
             "  {} {:<8} {} ({} event{}, {})",
             quarry_model::time::format_rfc3339_millis(a.first_seen),
-            a.level,
+            a.level.as_str(),
             a.title,
             a.count,
             if a.count == 1 { "" } else { "s" },
-            a.dedup_key.split_once('|').map(|(_, e)| e).unwrap_or("")
+            a.entity()
         );
     }
     if alerts.len() > 20 {

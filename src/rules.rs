@@ -199,8 +199,16 @@ fn test(a: TestArgs) -> Result<()> {
                 "correlation": body.correlation_type, "group": body.group_key, "value": body.aggregated_value,
                 "events": body.events,
             });
-            let level = h.level.map(|l| l.as_str()).unwrap_or("high");
-            emit(&id, &h.rule_title, level, &h.tags, f.ts, event, why)?;
+            let level = quarry_detect::Level::from(h.level);
+            emit(
+                &id,
+                &h.rule_title,
+                level.as_str(),
+                &h.tags,
+                f.ts,
+                event,
+                why,
+            )?;
         }
     }
     eprintln!(
@@ -259,10 +267,10 @@ fn lint(a: LintArgs) -> Result<()> {
         count(Severity::Error),
         count(Severity::Warning),
     );
-    if count(Severity::Error) > 0 {
-        std::process::exit(1);
+    match count(Severity::Error) {
+        0 => Ok(()),
+        n => bail!("{n} errors in the rules"),
     }
-    Ok(())
 }
 
 fn list(a: ListArgs) -> Result<()> {

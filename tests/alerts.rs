@@ -282,6 +282,29 @@ fn alerts_reach_webhook_slack_alertmanager_and_cef_and_keep_their_lifecycle() {
         metrics.contains("quarry_alert_deliveries_total 5\n"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("quarry_alert_delivery_seconds_total "),
+        "{metrics}"
+    );
+    let bad_filter = Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}"])
+        .arg(format!("{}/api/v1/alerts?min_level=severe", server.url))
+        .output()
+        .unwrap();
+    let bad_filter = String::from_utf8_lossy(&bad_filter.stdout);
+    assert!(
+        bad_filter.ends_with("\n400") && bad_filter.contains("unknown variant"),
+        "{bad_filter}"
+    );
+    let high = quarry()
+        .args(["alerts", "--server", &server.url, "--min-level", "high"])
+        .output()
+        .unwrap();
+    assert!(high.status.success());
+    assert!(
+        !String::from_utf8_lossy(&high.stdout).contains(&id),
+        "a medium alert is below high"
+    );
 
     // Lifecycle over the API.
     let ack = quarry()

@@ -14,6 +14,7 @@
 //! fsynced before the change is visible, so an acknowledged ingest never loses the alert it raised. The
 //! journal is read back at start; a torn last line (a crash mid-write) is ignored and counted.
 
+use crate::detector::Level;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -77,7 +78,7 @@ pub struct Alert {
     /// The rule's title.
     pub title: String,
     /// Severity.
-    pub level: String,
+    pub level: Level,
     /// The rule's tags (ATT&CK techniques among them).
     pub tags: Vec<String>,
     /// Where it is in its lifecycle.
@@ -95,13 +96,22 @@ pub struct Alert {
     pub raised_at: i64,
     /// Matching events folded into it.
     pub count: u64,
-    /// The first [`MAX_EVIDENCE`] matching events.
+    /// The first [`MAX_EVIDENCE`] matching events (left out of listings, see [`alert_json`]).
+    #[serde(default)]
     pub evidence: Vec<serde_json::Value>,
     /// Suppression window of its rule (ns).
     pub suppress_ns: i64,
     /// State changes, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<Transition>,
+}
+
+impl Alert {
+    /// Who or what the alert is about: the part of its dedup key after the rule (a user, an address, a
+    /// node; empty when the rule has none).
+    pub fn entity(&self) -> &str {
+        self.dedup_key.split_once('|').map_or("", |(_, e)| e)
+    }
 }
 
 /// A match on its way to becoming (or joining) an alert.
@@ -112,7 +122,7 @@ pub struct Candidate {
     /// Rule title.
     pub title: String,
     /// Severity.
-    pub level: String,
+    pub level: Level,
     /// Tags.
     pub tags: Vec<String>,
     /// Dedup key.
@@ -161,7 +171,7 @@ pub struct AlertFilter {
     pub rule_id: Option<String>,
     /// Only alerts at this level or above.
     #[serde(default)]
-    pub min_level: Option<String>,
+    pub min_level: Option<Level>,
     /// Only alerts raised at or after this time (UTC ns).
     #[serde(default)]
     pub since: Option<i64>,
@@ -198,18 +208,6 @@ pub struct AlertStore {
     path: PathBuf,
     inner: Mutex<Inner>,
     torn_lines: u64,
-}
-
-/// The order of Sigma levels: informational 0 to critical 4 (unknown ones count as medium).
-pub fn level_rank(l: &str) -> u8 {
-    match l {
-        "informational" => 0,
-        "low" => 1,
-        "medium" => 2,
-        "high" => 3,
-        "critical" => 4,
-        _ => 2,
-    }
 }
 
 impl AlertStore {
@@ -267,12 +265,15 @@ impl AlertStore {
         let mut lines = Vec::new();
         let mut opened = Vec::new();
         for c in candidates {
-            let record = match inner.by_key.get(&c.dedup_key).map(|&i| &inner.alerts[i]) {
-                Some(a)
+            let open = inner
+                .by_key
+                .get(&c.dedup_key)
+                .map(|&i| (i, &inner.alerts[i]));
+            let record = match open {
+                Some((i, a))
                     if a.state != AlertState::Closed
                         && c.ts.abs_diff(a.last_seen) <= c.suppress_ns.max(0) as u64 =>
                 {
-                    let i = inner.by_id[&a.id];
                     if inner.seen[i].contains(&c.event_hash) {
                         continue;
                     }
@@ -355,14 +356,13 @@ impl AlertStore {
     /// Alerts passing `filter`, newest first.
     pub fn list(&self, filter: &AlertFilter) -> Vec<Alert> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let min = filter.min_level.as_deref().map(level_rank).unwrap_or(0);
         inner
             .alerts
             .iter()
             .rev()
             .filter(|a| filter.state.is_none_or(|s| a.state == s))
             .filter(|a| filter.rule_id.as_ref().is_none_or(|r| &a.rule_id == r))
-            .filter(|a| level_rank(&a.level) >= min)
+            .filter(|a| filter.min_level.is_none_or(|min| a.level >= min))
             .filter(|a| filter.since.is_none_or(|t| a.raised_at >= t))
             .cloned()
             .collect()
@@ -461,7 +461,7 @@ mod tests {
         Candidate {
             rule_id: "r1".into(),
             title: "Rule".into(),
-            level: "high".into(),
+            level: Level::High,
             tags: vec!["attack.t1609".into()],
             dedup_key: key.into(),
             namespace: Some("prod".into()),

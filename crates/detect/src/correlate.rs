@@ -110,11 +110,6 @@ impl Correlator {
         self.late
     }
 
-    /// Matches waiting in the reorder buffer.
-    pub fn pending(&self) -> usize {
-        self.heap.len()
-    }
-
     /// Takes the detection results of one event (only those of rules correlations use).
     pub fn push(&mut self, source: &Source, ev: &Event, results: Vec<EvaluationResult>, now: i64) {
         self.max_seen = self.max_seen.max(ev.ts);

@@ -15,6 +15,7 @@
 //! is stored either way.
 
 use crate::alerts::Alert;
+use crate::detector::Level;
 use serde::Serialize;
 use std::io::Write;
 use std::net::TcpStream;
@@ -99,7 +100,7 @@ pub struct DeliveryMetrics {
     pub retries: AtomicU64,
     /// Deliveries given up and written to the dead-letter file.
     pub dead_lettered: AtomicU64,
-    /// Time from an alert's raising to its delivery, summed (ms), and the number of deliveries timed.
+    /// Time from an alert's raising to its delivery, summed over successful deliveries (ms).
     pub latency_ms_sum: AtomicU64,
 }
 
@@ -152,17 +153,12 @@ impl Notifier {
     /// Queues an alert for delivery without waiting; a full queue dead-letters it.
     pub fn send(&self, alert: Alert) {
         let Some(tx) = &self.tx else { return };
-        match tx.try_send(alert) {
-            Ok(()) => {}
-            Err(TrySendError::Full(a)) | Err(TrySendError::Disconnected(a)) => write_deadletter(
-                &self.deadletter,
-                &self.metrics,
-                "queue",
-                "",
-                "delivery queue full",
-                &a,
-            ),
-        }
+        let (a, why) = match tx.try_send(alert) {
+            Ok(()) => return,
+            Err(TrySendError::Full(a)) => (a, "delivery queue full"),
+            Err(TrySendError::Disconnected(a)) => (a, "the delivery thread has stopped"),
+        };
+        write_deadletter(&self.deadletter, &self.metrics, "queue", "", why, &a);
     }
 
     /// Delivery counters.
@@ -286,19 +282,18 @@ fn deliver(http: &reqwest::blocking::Client, sink: &Sink, a: &Alert) -> Result<(
     }
 }
 
-/// The entity of an alert (what its dedup key names after the rule).
-fn entity(a: &Alert) -> &str {
-    a.dedup_key.split_once('|').map(|(_, e)| e).unwrap_or("")
-}
-
 /// The Slack message text.
 pub fn slack_text(a: &Alert) -> String {
     format!(
         "*[{}] {}*\nrule `{}` · {} · {} event(s) · first {}\nalert `{}`",
-        a.level.to_uppercase(),
+        a.level.as_str().to_uppercase(),
         a.title,
         a.rule_id,
-        if entity(a).is_empty() { "-" } else { entity(a) },
+        if a.entity().is_empty() {
+            "-"
+        } else {
+            a.entity()
+        },
         a.count,
         quarry_model::time::format_rfc3339_millis(a.first_seen),
         a.id
@@ -327,7 +322,7 @@ pub fn alertmanager_alert(a: &Alert) -> serde_json::Value {
         "labels": labels,
         "annotations": {
             "summary": a.title,
-            "entity": entity(a),
+            "entity": a.entity(),
             "attack": techniques.join(","),
             "count": a.count.to_string(),
         },
@@ -336,14 +331,13 @@ pub fn alertmanager_alert(a: &Alert) -> serde_json::Value {
 }
 
 /// CEF severity (0-10) of a Sigma level.
-fn cef_severity(level: &str) -> u8 {
+fn cef_severity(level: Level) -> u8 {
     match level {
-        "informational" => 1,
-        "low" => 3,
-        "medium" => 5,
-        "high" => 8,
-        "critical" => 10,
-        _ => 5,
+        Level::Informational => 1,
+        Level::Low => 3,
+        Level::Medium => 5,
+        Level::High => 8,
+        Level::Critical => 10,
     }
 }
 
@@ -364,7 +358,7 @@ fn cef_value(s: &str) -> String {
 
 /// One syslog line (RFC 5424, facility security/authorization, severity by level) carrying a CEF record.
 pub fn syslog_cef(a: &Alert) -> String {
-    let sev = cef_severity(&a.level);
+    let sev = cef_severity(a.level);
     // Facility 4 (security/authorization messages); syslog severity from the CEF one.
     let syslog_sev = match sev {
         9.. => 2,
@@ -379,7 +373,7 @@ pub fn syslog_cef(a: &Alert) -> String {
         a.count,
         cef_value(&a.id),
         cef_value(&a.tags.join(",")),
-        cef_value(entity(a)),
+        cef_value(a.entity()),
     );
     if let Some(ns) = &a.namespace {
         ext.push_str(&format!(" cs4Label=namespace cs4={}", cef_value(ns)));

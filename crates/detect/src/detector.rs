@@ -16,8 +16,10 @@ use serde::Serialize;
 /// Quarry's field-mapping pipeline (see `src/pipeline.yml`).
 const PIPELINE: &str = include_str!("pipeline.yml");
 
-/// Severity of a rule, as Sigma names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+/// Severity of a rule, as Sigma names it; ordered from informational to critical.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     /// `informational`
@@ -53,6 +55,37 @@ impl Level {
             Some(L::Low) => Level::Low,
             Some(L::Informational) => Level::Informational,
         }
+    }
+}
+
+/// A rule's level; `medium` when it gives none.
+impl From<Option<rsigma_parser::Level>> for Level {
+    fn from(l: Option<rsigma_parser::Level>) -> Level {
+        Level::from_sigma(l)
+    }
+}
+
+impl std::fmt::Display for Level {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Level {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Level, String> {
+        [
+            Level::Informational,
+            Level::Low,
+            Level::Medium,
+            Level::High,
+            Level::Critical,
+        ]
+        .into_iter()
+        .find(|l| l.as_str().eq_ignore_ascii_case(s.trim()))
+        .ok_or_else(|| {
+            format!("unknown level {s:?}: expected informational, low, medium, high or critical")
+        })
     }
 }
 
@@ -166,51 +199,57 @@ impl Detector {
             loaded.push(&r.rule);
         }
 
-        // Compile each rule once to find the ones that fail, so each failure is reported once.
+        // One engine per kind. A rule that does not compile fails alike in every engine it goes to; it is
+        // reported once, and so is a filter.
         let mut failed = vec![false; rules.len()];
-        let mut probe = Engine::new_with_pipeline(pipeline.clone());
-        for (i, e) in probe.add_rules(loaded.iter().copied()) {
-            failed[i] = true;
-            problems.push(Problem {
-                origin: rules[i].origin.clone(),
-                rule: Some(rules[i].title.clone()),
-                kind: ProblemKind::Error,
-                message: e.to_string(),
-            });
-        }
-        drop(probe);
-
+        let mut filter_failed = vec![false; set.filters.len()];
         let mut engines: Vec<Option<Engine>> = Vec::new();
         for kind in Kind::ALL {
-            let mine: Vec<_> = (0..rules.len())
+            let mine: Vec<usize> = (0..rules.len())
                 .filter(|&i| !failed[i] && rules[i].route.reads(kind))
-                .map(|i| loaded[i])
                 .collect();
             if mine.is_empty() {
                 engines.push(None);
                 continue;
             }
             let mut engine = Engine::new_with_pipeline(pipeline.clone());
-            let errors = engine.add_rules(mine);
-            debug_assert!(errors.is_empty(), "compiled once already");
-            for f in &set.filters {
-                if let Err(e) = engine.apply_filter(f) {
-                    problems.push(Problem {
-                        origin: "filter".into(),
-                        rule: Some(f.title.clone()),
-                        kind: ProblemKind::Error,
-                        message: e.to_string(),
-                    });
+            for (j, e) in engine.add_rules(mine.iter().map(|&i| loaded[i])) {
+                let i = mine[j];
+                failed[i] = true;
+                problems.push(Problem {
+                    origin: rules[i].origin.clone(),
+                    rule: Some(rules[i].title.clone()),
+                    kind: ProblemKind::Error,
+                    message: e.to_string(),
+                });
+            }
+            for (f, filter) in set.filters.iter().enumerate() {
+                if let Err(e) = engine.apply_filter(filter) {
+                    if !std::mem::replace(&mut filter_failed[f], true) {
+                        problems.push(Problem {
+                            origin: "filter".into(),
+                            rule: Some(filter.title.clone()),
+                            kind: ProblemKind::Error,
+                            message: e.to_string(),
+                        });
+                    }
                 }
             }
             engines.push(Some(engine));
         }
 
-        let mut collection = SigmaCollection::new();
-        collection.rules = loaded.iter().map(|r| (*r).clone()).collect();
-        collection.correlations = set.correlations.iter().map(|c| c.rule.clone()).collect();
-        let fields = RuleFieldSet::collect(&collection, std::slice::from_ref(&pipeline), true);
+        let mut all = SigmaCollection::new();
+        all.rules = loaded.iter().map(|r| (*r).clone()).collect();
+        all.correlations = set.correlations.iter().map(|c| c.rule.clone()).collect();
+        let fields = RuleFieldSet::collect(&all, std::slice::from_ref(&pipeline), true);
         let table = FieldTable::new(fields.names());
+        // The correlation stage needs only the rules correlations name (it gets their matches from here).
+        let mut collection = SigmaCollection::new();
+        collection.rules = (0..rules.len())
+            .filter(|&i| rules[i].correlated && !failed[i])
+            .map(|i| loaded[i].clone())
+            .collect();
+        collection.correlations = all.correlations;
         if let Err(e) = Correlator::new(&collection, pipeline, DEFAULT_LATENESS_NS) {
             problems.push(Problem {
                 origin: "correlations".into(),
@@ -245,11 +284,6 @@ impl Detector {
     /// The loaded rules.
     pub fn rules(&self) -> &[RuleInfo] {
         &self.rules
-    }
-
-    /// Index of the rule with this id (or, for rules without one, title).
-    pub fn rule_index(&self, key: &str) -> Option<usize> {
-        self.by_key.get(key).copied()
     }
 
     /// Files and rules that did not load, and why.

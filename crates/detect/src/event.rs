@@ -74,11 +74,6 @@ impl<'a> SigmaEvent<'a> {
         }
     }
 
-    /// The underlying event.
-    pub fn event(&self) -> &'a Event {
-        self.ev
-    }
-
     fn field(&self, i: u32) -> &'a Value {
         &self.ev.fields.as_slice()[i as usize].1
     }

@@ -6,7 +6,7 @@
 use crate::alerts::{Alert, AlertError, AlertStore, Candidate};
 use crate::correlate::{Correlator, Fired, DEFAULT_LATENESS_NS};
 use crate::deliver::{Notifier, Sink};
-use crate::detector::{Detector, RuleInfo};
+use crate::detector::{Detector, Level, RuleInfo};
 use crate::event::Scratch;
 use crate::evidence;
 use quarry_model::{Event, Kind, Source};
@@ -70,6 +70,13 @@ impl Live {
         retry_base: Duration,
     ) -> Result<Live, AlertError> {
         let alerts = AlertStore::open(alert_dir)?;
+        if alerts.torn_lines() > 0 {
+            tracing::warn!(
+                lines = alerts.torn_lines(),
+                dir = %alert_dir.display(),
+                "alert journal lines that could not be read were skipped (a crash while writing?)"
+            );
+        }
         let notifier = Notifier::new(sinks, alert_dir.join("deadletter.jsonl"), retry_base);
         let state_file = alert_dir.join("correlation-state.json");
         let mut correlator = detector.correlator(DEFAULT_LATENESS_NS);
@@ -161,37 +168,36 @@ impl Live {
         let mut scratch = Scratch::default();
         let mut matches = Vec::new();
         let mut candidates = Vec::new();
-        let now = quarry_model::time::now_nanos();
-        let mut correlator = self
-            .correlator
-            .as_ref()
-            .map(|c| c.lock().unwrap_or_else(|e| e.into_inner()));
+        // Matching runs without the correlation lock (ingest threads match side by side); only the matches
+        // of rules correlations use are handed over, under the lock.
+        let mut for_correlation = Vec::new();
         for ev in events {
             matches.clear();
             self.detector.detect(source, ev, &mut scratch, &mut matches);
-            let mut for_correlation = Vec::new();
-            for m in &mut matches {
+            let results: Vec<_> = matches.iter_mut().filter_map(|m| m.result.take()).collect();
+            for m in &matches {
                 candidates.push(candidate(&self.detector.rules()[m.rule], source, ev));
-                for_correlation.extend(m.result.take());
             }
-            if let (Some(c), false) = (&mut correlator, for_correlation.is_empty()) {
-                c.push(source, ev, for_correlation, now);
+            if !results.is_empty() {
+                for_correlation.push((ev, results));
             }
         }
-        if let Some(c) = &mut correlator {
-            self.metrics
-                .correlation_late
-                .store(c.late(), Ordering::Relaxed);
+        let m = &self.metrics;
+        m.matches
+            .fetch_add(candidates.len() as u64, Ordering::Relaxed);
+        if let (Some(c), false) = (&self.correlator, for_correlation.is_empty()) {
+            let now = quarry_model::time::now_nanos();
+            let mut c = c.lock().unwrap_or_else(|e| e.into_inner());
+            for (ev, results) in for_correlation {
+                c.push(source, ev, results, now);
+            }
+            m.correlation_late.store(c.late(), Ordering::Relaxed);
             let fired = c.release(self.detector.field_table(), now, false);
             candidates.extend(fired.iter().map(correlation_candidate));
         }
-        drop(correlator);
-        let m = &self.metrics;
         m.detect_nanos
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         m.events.fetch_add(events.len() as u64, Ordering::Relaxed);
-        m.matches
-            .fetch_add(candidates.len() as u64, Ordering::Relaxed);
         self.raise(candidates)
     }
 
@@ -298,7 +304,7 @@ fn candidate(rule: &RuleInfo, source: &Source, ev: &Event) -> Candidate {
     Candidate {
         rule_id: rule.id.clone(),
         title: rule.title.clone(),
-        level: rule.level.as_str().to_string(),
+        level: rule.level,
         tags: rule.tags.clone(),
         dedup_key: format!("{}|{entity}", rule.id),
         namespace,
@@ -344,10 +350,7 @@ fn correlation_candidate(f: &Fired) -> Candidate {
     Candidate {
         rule_id: rule_id.clone(),
         title: h.rule_title.clone(),
-        level: h
-            .level
-            .map(|l| l.as_str().to_string())
-            .unwrap_or_else(|| "high".into()),
+        level: Level::from(h.level),
         tags: h.tags.clone(),
         dedup_key: format!("{rule_id}|{entity}"),
         namespace: f.source.namespace.clone(),
@@ -446,7 +449,7 @@ mod tests {
         });
         assert_eq!(alerts.len(), 1, "{alerts:#?}");
         assert_eq!(alerts[0].dedup_key, "many-execs|eve");
-        assert_eq!(alerts[0].level, "high");
+        assert_eq!(alerts[0].level, Level::High);
         assert_eq!(alerts[0].evidence[0]["value"], 3.0);
         assert_eq!(alerts[0].evidence[0]["events"].as_array().unwrap().len(), 3);
     }

@@ -177,14 +177,6 @@ impl RuleSet {
             );
         self.filters.extend(collection.filters);
     }
-
-    /// Adds another set's rules and problems.
-    pub fn extend(&mut self, other: RuleSet) {
-        self.rules.extend(other.rules);
-        self.correlations.extend(other.correlations);
-        self.filters.extend(other.filters);
-        self.problems.extend(other.problems);
-    }
 }
 
 /// The rule files `path` names: itself, or every `.yml`/`.yaml` file under it (recursively), sorted.

@@ -728,6 +728,11 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Result<Response, HttpError>
                 c(&dl.delivered) as f64,
             ),
             (
+                "quarry_alert_delivery_seconds_total",
+                "Time from raising to delivering alerts, summed over deliveries (divide by quarry_alert_deliveries_total for the mean).",
+                c(&dl.latency_ms_sum) as f64 / 1e3,
+            ),
+            (
                 "quarry_alert_delivery_retries_total",
                 "Alert delivery attempts that failed and were retried.",
                 c(&dl.retries) as f64,

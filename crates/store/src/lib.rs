@@ -66,6 +66,20 @@ pub enum StoreError {
     Observer(String),
 }
 
+/// Takes the exclusive lock of a data directory (its `LOCK` file), held until the file is dropped; a
+/// second Quarry process on the same directory gets [`StoreError::Locked`].
+pub fn lock_data_dir(data_dir: &Path) -> Result<File, StoreError> {
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(data_dir.join("LOCK"))?;
+    if lock.try_lock().is_err() {
+        return Err(StoreError::Locked(data_dir.to_path_buf()));
+    }
+    Ok(lock)
+}
+
 /// Something that sees every new batch before it is stored: detection, which raises alerts on it. A batch
 /// is stored only once its observer has returned, so an acknowledged batch has been seen; a retried
 /// batch that is a duplicate is not shown again.
@@ -252,14 +266,7 @@ impl Store {
     /// and starts the indexer, commit and retention threads.
     pub fn open(cfg: StoreConfig) -> Result<Store, StoreError> {
         fs::create_dir_all(&cfg.data_dir)?;
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(cfg.data_dir.join("LOCK"))?;
-        if lock.try_lock().is_err() {
-            return Err(StoreError::Locked(cfg.data_dir.clone()));
-        }
+        let lock = lock_data_dir(&cfg.data_dir)?;
         let checkpoint: Checkpoint = match fs::read(cfg.data_dir.join("checkpoint.json")) {
             Ok(b) => serde_json::from_slice(&b)
                 .map_err(|e| StoreError::Corrupt(format!("checkpoint.json: {e}")))?,
