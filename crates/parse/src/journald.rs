@@ -23,6 +23,10 @@
 //! | `journald.boot_id` | `_BOOT_ID` | |
 //! | `journald.cursor` | `__CURSOR` | where to resume reading after this entry |
 //!
+//! sshd's entries (`SYSLOG_IDENTIFIER` `sshd`, `sshd-session`, `sshd-auth`) also get the syslog parser's
+//! `sshd.*` fields from MESSAGE: `sshd.event`, `sshd.user`, `sshd.src_ip` (or `sshd.src_host`),
+//! `sshd.src_port`, `sshd.method`, `sshd.invalid_user` and a few more (the `sshd` module lists them).
+//!
 //! A MESSAGE that is a klog line (kubelet and other Kubernetes components: `I1123 10:00:00.000000 812
 //! file.go:42] text`) also gets the klog parser's fields `level`, `id`, `file`, `line` and `message`;
 //! the event keeps journald's time, which has a year and a zone.
@@ -31,6 +35,7 @@
 //! cut at the record cap, which can no longer be read as JSON.
 
 use crate::klog;
+use crate::sshd;
 use crate::syslog::{FACILITIES, SEVERITIES};
 use crate::{error_event, trunc_hint};
 use quarry_model::{Event, Fields};
@@ -361,6 +366,9 @@ pub(crate) fn parse(line: &str, fallback: i64, cut: Option<usize>) -> Event {
     text(&mut f, "journald.transport", Slot::Transport);
     text(&mut f, "journald.boot_id", Slot::BootId);
     text(&mut f, "journald.cursor", Slot::Cursor);
+    if let (Some(app), Some(m)) = (entry.get(Slot::Identifier).text(), &message) {
+        sshd::extract(&app, m, &mut f);
+    }
     if let Some(m) = &message {
         if klog::looks_like(m) {
             let mut k = Fields::new();
@@ -524,6 +532,52 @@ mod tests {
             s(&ev.fields, "systemd.unit").as_deref(),
             Some("kubelet.service")
         );
+    }
+
+    #[test]
+    fn sshd_entries_get_sshd_fields() {
+        // OpenSSH 9.8's per-connection process, as journalctl writes it
+        let ev = parse(
+            r#"{"_HOSTNAME":"node-1","SYSLOG_IDENTIFIER":"sshd-session","_PID":"4242","MESSAGE":"Failed password for invalid user oracle from 198.51.100.23 port 40002 ssh2","__REALTIME_TIMESTAMP":"1700733600000000","_SYSTEMD_UNIT":"ssh.service","SYSLOG_FACILITY":"10","PRIORITY":"6"}"#,
+            FALLBACK,
+            None,
+        );
+        assert_eq!(ev.parse_error, None);
+        let sshd: Vec<String> = ev
+            .fields
+            .iter()
+            .filter(|(k, _)| k.starts_with("sshd."))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        assert_eq!(
+            sshd,
+            [
+                "sshd.event=failed",
+                "sshd.user=oracle",
+                "sshd.src_ip=198.51.100.23",
+                "sshd.src_port=40002",
+                "sshd.method=password",
+                "sshd.invalid_user=true"
+            ]
+        );
+        assert_eq!(ev.fields.get("sshd.src_port"), Some(&Value::Int(40002)));
+        assert_eq!(
+            ev.message(),
+            "Failed password for invalid user oracle from 198.51.100.23 port 40002 ssh2"
+        );
+        // the same text from another program, or an sshd entry of another shape: no sshd fields
+        for line in [
+            r#"{"SYSLOG_IDENTIFIER":"sudo","MESSAGE":"Failed password for root from 10.0.0.1 port 22 ssh2"}"#,
+            r#"{"SYSLOG_IDENTIFIER":"sshd","MESSAGE":"Server listening on :: port 22."}"#,
+            r#"{"MESSAGE":"Failed password for root from 10.0.0.1 port 22 ssh2"}"#,
+        ] {
+            let ev = parse(line, FALLBACK, None);
+            assert_eq!(ev.parse_error, None);
+            assert!(
+                ev.fields.iter().all(|(k, _)| !k.starts_with("sshd.")),
+                "{line}"
+            );
+        }
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! GKE and AKS wrappers), VPC flow logs (versions 2 to 8, Transit Gateway, custom layouts), CloudTrail,
 //! syslog (RFC 3164 and 5424), journald entries (`journalctl -o json`), klog, JSON, logfmt and plain text,
 //! and can guess the format itself
-//! ([`Format::Auto`]). Stack traces can be joined into one record ([`Multiline`]).
+//! ([`Format::Auto`]). Stack traces can be joined into one record ([`Multiline`]). sshd's messages, in
+//! syslog and journald alike, also get `sshd.*` fields: the event, user, client address and port, method
+//! (see the `sshd` module).
 //!
 //! Nothing is dropped: a record that cannot be read becomes an event that keeps its raw text and says why
 //! in `parse_error`. Every event remembers the format that read it and, in `hint`, anything else needed to
@@ -29,6 +31,7 @@ mod jsonflat;
 mod klog;
 mod logfmt;
 mod multiline;
+mod sshd;
 mod syslog;
 mod timeutil;
 mod vpcflow;

@@ -2,7 +2,13 @@
 //! written to /var/log/messages and /var/log/auth.log. Field names follow Vector's `parse_syslog`:
 //! `facility`, `severity`, `version`, `hostname`, `appname`, `procid`, `msgid`, `message`, and
 //! structured data as `<sd-id>.<param>`.
+//!
+//! Messages of sshd (`appname` `sshd`, `sshd-session`, `sshd-auth` or `sshd(pam_unix)`) also get
+//! `sshd.*` fields after `message`: `sshd.event`, `sshd.user`, `sshd.src_ip` (or `sshd.src_host`),
+//! `sshd.src_port`, `sshd.method`, `sshd.invalid_user` and a few more; the `sshd` module lists them
+//! and the message shapes they come from.
 
+use crate::sshd;
 use crate::timeutil::parse_bsd_stamp;
 use quarry_model::time::{parse_rfc3339, parse_rfc3339_prefix};
 use quarry_model::{Fields, Value};
@@ -140,7 +146,11 @@ fn parse_5424(line: &str, at: usize, n: usize, fields: &mut Fields) -> Result<Op
         None => {}
         Some(b' ') => {
             let msg = &line[i + 1..];
-            fields.push("message", msg.strip_prefix('\u{feff}').unwrap_or(msg));
+            let msg = msg.strip_prefix('\u{feff}').unwrap_or(msg);
+            fields.push("message", msg);
+            if parts[1] != "-" {
+                sshd::extract(parts[1], msg, fields);
+            }
         }
         Some(_) => return Err("RFC 5424 structured data is not followed by a space".into()),
     }
@@ -259,6 +269,7 @@ fn parse_3164(
                 push_procid(fields, pid);
             }
             fields.push("message", &rest[msg_at..]);
+            sshd::extract(app, &rest[msg_at..], fields);
         }
         None => {
             fields.push("message", rest);
