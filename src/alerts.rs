@@ -154,7 +154,7 @@ pub fn run(a: AlertsArgs) -> Result<()> {
                 Output::Table => {
                     writeln!(
                         out,
-                        "{:<20} {:<12} {:<9} {:<24} {:>6}  TITLE (ENTITY)",
+                        "{:<20} {:<12} {:<13} {:<24} {:>6}  TITLE (ENTITY)",
                         "ID", "STATE", "LEVEL", "FIRST SEEN", "EVENTS"
                     )?;
                     for x in &alerts {
@@ -191,7 +191,7 @@ fn print_one(out: &mut impl Write, alert: &serde_json::Value) -> Result<()> {
 fn print_row(out: &mut impl Write, a: &Alert) -> Result<()> {
     writeln!(
         out,
-        "{:<20} {:<12} {:<9} {:<24} {:>6}  {} ({})",
+        "{:<20} {:<12} {:<13} {:<24} {:>6}  {} ({})",
         a.id,
         state_name(a.state),
         a.level.as_str(),

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod alerts;
+mod hunt;
 mod rules;
 
 #[global_allocator]
@@ -143,6 +144,12 @@ enum Cmd {
     Rules(rules::RulesCmd),
     /// List the alerts detection raised, show one, acknowledge, close or reopen it.
     Alerts(alerts::AlertsArgs),
+    /// Retro-hunt: run Sigma rules over stored events, through the index.
+    ///
+    /// Each rule becomes an index query that every event it can match passes; the rules then decide on
+    /// the events the index leaves, exactly as live detection does, and correlations run in event time.
+    /// Example: quarry hunt --data-dir /var/lib/quarry --rules ./my-rules --since 90d
+    Hunt(hunt::HuntArgs),
 }
 
 #[derive(Args)]
@@ -245,7 +252,7 @@ struct DetectArgs {
     #[arg(long)]
     no_builtin_rules: bool,
     /// Run no detection at all (no rules, no alerts).
-    #[arg(long, conflicts_with_all = ["rules", "no_builtin_rules", "alert_sinks"])]
+    #[arg(long, conflicts_with_all = ["rules", "no_builtin_rules", "alert_sinks", "intel"])]
     no_detection: bool,
     /// Deliver new alerts to KIND=TARGET (repeatable): webhook=URL, slack=URL, alertmanager=URL,
     /// cef=HOST:PORT (syslog over TCP). Failed deliveries are retried, then written to
@@ -255,6 +262,24 @@ struct DetectArgs {
     /// Pause before the first retry of a failed delivery (doubling after each try).
     #[arg(long, hide = true, default_value = "1s", value_parser = parse_duration)]
     alert_retry: Duration,
+    /// Threat-intelligence indicators to match on every event (repeatable): CSV (type,value,...) or
+    /// one-indicator-per-line files, STIX 2.1 bundles, or folders of them. IPs and CIDRs are checked
+    /// against audit sourceIPs, CloudTrail sourceIPAddress, VPC flow addresses and addresses in node logs;
+    /// domains and hashes against message text.
+    #[arg(long = "intel", env = "QUARRY_INTEL", value_delimiter = ',')]
+    intel: Vec<PathBuf>,
+    /// Do not learn behaviour baselines (first exec in a namespace, first secrets access, new image,
+    /// new source address, new verb on a resource).
+    #[arg(long)]
+    no_baselines: bool,
+    /// How long (in event time, from the first audit event) baselines only learn before reporting.
+    #[arg(long, default_value = "7d", value_parser = parse_window_arg)]
+    baseline_learn: i64,
+}
+
+fn parse_window_arg(s: &str) -> Result<i64, String> {
+    quarry_detect::parse_window(s)
+        .ok_or_else(|| format!("{s:?} is not a period such as 12h, 7d or 30d"))
 }
 
 impl DetectArgs {
@@ -281,11 +306,30 @@ impl DetectArgs {
             sinks = self.alert_sinks.len(),
             "detection on"
         );
-        let live = quarry_detect::Live::open_with_retry(
+        let intel = if self.intel.is_empty() {
+            None
+        } else {
+            let intel = quarry_detect::intel::Intel::load(&self.intel)
+                .context("cannot load threat-intelligence indicators")?;
+            for p in intel.problems() {
+                tracing::warn!(problem = %p, "indicator not loaded");
+            }
+            tracing::info!(indicators = %intel.stats(), "threat intelligence on");
+            Some(Arc::new(intel))
+        };
+        let live = quarry_detect::Live::open(
             detector,
             &data_dir.join("alerts"),
-            self.alert_sinks.clone(),
-            self.alert_retry,
+            quarry_detect::LiveOptions {
+                sinks: self.alert_sinks.clone(),
+                retry_base: self.alert_retry,
+                baseline: quarry_detect::BaselineConfig {
+                    enabled: !self.no_baselines,
+                    learn_ns: self.baseline_learn,
+                    ..quarry_detect::BaselineConfig::default()
+                },
+                intel,
+            },
         )
         .context("cannot open the alert journal")?;
         let live = Arc::new(live);
@@ -307,13 +351,13 @@ struct ServerArgs {
 
 #[derive(Args)]
 #[group(required = true, multiple = false)]
-struct Where {
+pub(crate) struct Where {
     /// URL of a running server, e.g. http://127.0.0.1:7700.
     #[arg(long, env = "QUARRY_SERVER")]
-    server: Option<String>,
+    pub(crate) server: Option<String>,
     /// Data directory to use directly (no server needed).
     #[arg(long)]
-    data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -336,6 +380,10 @@ struct ImportArgs {
     /// Files and folders to import (folders are walked recursively).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
+    /// With --data-dir: detection runs on the imported events as a server's would, raising alerts into
+    /// the data directory (with --server, the server's own detection does).
+    #[command(flatten)]
+    detect: DetectArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -348,19 +396,38 @@ enum OutputFormat {
     Csv,
 }
 
+/// The time range of a query or hunt.
+#[derive(Args)]
+pub(crate) struct TimeRange {
+    /// Only events of the last period, e.g. 15m, 1h, 7d, 90d.
+    #[arg(long, conflicts_with = "from")]
+    pub(crate) since: Option<String>,
+    /// Start: RFC 3339, a date, epoch seconds/ms, or a duration ago (2h). Default: all time.
+    #[arg(long)]
+    pub(crate) from: Option<String>,
+    /// End (inclusive), same forms as --from. Default: no end.
+    #[arg(long)]
+    pub(crate) to: Option<String>,
+}
+
+impl TimeRange {
+    /// The range in UTC ns, relative to `now`.
+    pub(crate) fn resolve(&self, now: i64) -> Result<(i64, i64)> {
+        Ok(parse_time_range(
+            self.since.as_deref(),
+            self.from.as_deref(),
+            self.to.as_deref(),
+            now,
+        )?)
+    }
+}
+
 #[derive(Args)]
 struct QueryArgs {
     #[command(flatten)]
     on: Where,
-    /// Only events of the last period, e.g. 15m, 1h, 7d.
-    #[arg(long, conflicts_with = "from")]
-    since: Option<String>,
-    /// Start: RFC 3339, a date, epoch seconds/ms, or a duration ago (2h). Default: all time.
-    #[arg(long)]
-    from: Option<String>,
-    /// End (inclusive), same forms as --from. Default: no end.
-    #[arg(long)]
-    to: Option<String>,
+    #[command(flatten)]
+    range: TimeRange,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: OutputFormat,
@@ -474,6 +541,7 @@ fn main() {
         Cmd::Agent(a) => agent(a, cli.config.as_deref()),
         Cmd::Rules(c) => rules::run(c),
         Cmd::Alerts(a) => alerts::run(a),
+        Cmd::Hunt(a) => hunt::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -602,7 +670,11 @@ fn import(a: ImportArgs) -> Result<()> {
             s
         }
         (None, Some(dir)) => {
-            let store = Store::open(StoreConfig::new(dir))?;
+            let live = a.detect.open(dir)?;
+            let alerts_before = live.as_ref().map(|l| l.alerts().len());
+            let mut cfg = StoreConfig::new(dir);
+            cfg.observer = live.clone().map(|l| l as Arc<dyn quarry_store::Observer>);
+            let store = Store::open(cfg)?;
             let s = quarry_import::import_paths(
                 &a.paths,
                 &opts,
@@ -610,6 +682,19 @@ fn import(a: ImportArgs) -> Result<()> {
                 &mut on_progress,
             )?;
             store.close()?;
+            let rules = live.as_ref().map(|l| l.detector().rules().len());
+            // Correlation windows still open at the end of the files fire as detection closes.
+            close_detection(live);
+            if let (Some(rules), Some(before)) = (rules, alerts_before) {
+                let now = quarry_detect::alerts::AlertStore::open(&dir.join("alerts"))?.len();
+                pb.suspend(|| {
+                    println!(
+                        "detection: {rules} rules raised {} new alerts, {now} in all (quarry alerts --data-dir {})",
+                        now.saturating_sub(before),
+                        dir.display()
+                    )
+                });
+            }
             s
         }
         (None, None) => bail!("give --server URL or --data-dir DIR"),
@@ -669,33 +754,16 @@ fn query(a: QueryArgs) -> Result<()> {
         (Some(url), _) => {
             let resp = Client::new(url)?.query(&QueryRequest {
                 query: a.query.clone(),
-                since: a.since.clone(),
-                from: a.from.clone(),
-                to: a.to.clone(),
+                since: a.range.since.clone(),
+                from: a.range.from.clone(),
+                to: a.range.to.clone(),
             })?;
             Table::from_json(resp.columns, &resp.rows)
         }
         (None, Some(dir)) => {
-            if !dir.join("wal").is_dir() {
-                bail!(
-                    "{} is not a Quarry data directory (no wal/ in it)",
-                    dir.display()
-                );
-            }
             let now = quarry_model::time::now_nanos();
-            let (from, to) =
-                parse_time_range(a.since.as_deref(), a.from.as_deref(), a.to.as_deref(), now)?;
-            let store = match Store::open(StoreConfig::new(dir)) {
-                Ok(s) => s,
-                Err(StoreError::Locked(_)) => {
-                    eprintln!(
-                        "note: a server holds {}; querying what it has committed (or use --server)",
-                        dir.display()
-                    );
-                    Store::open_read_only(dir)?
-                }
-                Err(e) => return Err(e.into()),
-            };
+            let (from, to) = a.range.resolve(now)?;
+            let store = open_for_reading(dir)?;
             let out = quarry_query::run(
                 &store,
                 &a.query,
@@ -712,6 +780,28 @@ fn query(a: QueryArgs) -> Result<()> {
         (None, None) => bail!("give --server URL or --data-dir DIR"),
     };
     print_table(&table, a.format)
+}
+
+/// The store in `dir` for reading: opened normally, or read-only (what is committed) when a server
+/// holds it.
+pub(crate) fn open_for_reading(dir: &std::path::Path) -> Result<Store> {
+    if !dir.join("wal").is_dir() {
+        bail!(
+            "{} is not a Quarry data directory (no wal/ in it)",
+            dir.display()
+        );
+    }
+    match Store::open(StoreConfig::new(dir)) {
+        Ok(s) => Ok(s),
+        Err(StoreError::Locked(_)) => {
+            eprintln!(
+                "note: a server holds {}; reading what it has committed (or use --server)",
+                dir.display()
+            );
+            Ok(Store::open_read_only(dir)?)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn demo(a: DemoArgs) -> Result<()> {
@@ -799,14 +889,16 @@ fn print_alerts(live: &quarry_detect::Live) {
         alerts.len()
     );
     for a in alerts.iter().take(20) {
+        let entity = a.entity();
         println!(
-            "  {} {:<8} {} ({} event{}, {})",
+            "  {} {:<8} {} ({} event{}{}{})",
             quarry_model::time::format_rfc3339_millis(a.first_seen),
             a.level.as_str(),
             a.title,
             a.count,
             if a.count == 1 { "" } else { "s" },
-            a.entity()
+            if entity.is_empty() { "" } else { ", " },
+            entity
         );
     }
     if alerts.len() > 20 {

@@ -2,8 +2,9 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
+use quarry_detect::hunt::Hit;
 use quarry_detect::lint::{lint_text, problem_finding, Finding, Severity};
-use quarry_detect::{evidence, rule_files, Detector, RuleSet, Scratch};
+use quarry_detect::{rule_files, Detector, RuleSet, Scratch};
 use quarry_model::{Event, Kind, Source};
 use quarry_parse::{decode_all, DecoderOptions, Format};
 use std::io::Write;
@@ -26,7 +27,7 @@ pub enum RulesCmd {
 pub struct RuleSources {
     /// Include the built-in rule pack (the default when no rule folder is given).
     #[arg(long)]
-    builtin: bool,
+    pub builtin: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -91,7 +92,7 @@ pub fn run(cmd: RulesCmd) -> Result<()> {
 
 /// The rule set named on the command line: the built-in pack when asked or when no path is given, plus
 /// the paths.
-fn load(sources: &RuleSources, paths: &[PathBuf]) -> Result<RuleSet> {
+pub(crate) fn load(sources: &RuleSources, paths: &[PathBuf]) -> Result<RuleSet> {
     let mut set = if sources.builtin || paths.is_empty() {
         RuleSet::builtin()
     } else {
@@ -127,23 +128,13 @@ fn test(a: TestArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     let mut total = 0usize;
     let mut unparsed = 0usize;
-    let mut emit =
-        |id: &str, title: &str, level: &str, tags: &[String], ts: i64, event, why: String| {
-            total += 1;
-            match a.format {
-                Output::Json => {
-                    let obj = serde_json::json!({
-                        "rule_id": id, "title": title, "level": level, "tags": tags, "event": event,
-                    });
-                    writeln!(out, "{obj}")
-                }
-                Output::Text => writeln!(
-                    out,
-                    "{level:<13} {title} [{id}] {} {why}",
-                    quarry_model::time::format_rfc3339_millis(ts)
-                ),
-            }
-        };
+    let mut emit = |hit: Hit| {
+        total += 1;
+        match a.format {
+            Output::Json => writeln!(out, "{}", hit.json()),
+            Output::Text => writeln!(out, "{}", hit.line()),
+        }
+    };
     // Correlations see every match in event-time order once the whole file is read.
     let mut correlator = d.correlator(0);
     for ev in &events {
@@ -154,18 +145,7 @@ fn test(a: TestArgs) -> Result<()> {
         d.detect(&source, ev, &mut scratch, &mut matches);
         let mut for_correlation = Vec::new();
         for m in &mut matches {
-            let rule = &d.rules()[m.rule];
-            let why: Vec<String> = m.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let event = evidence(&source, ev);
-            emit(
-                &rule.id,
-                &rule.title,
-                rule.level.as_str(),
-                &rule.tags,
-                ev.ts,
-                event,
-                why.join(" "),
-            )?;
+            emit(Hit::of_match(&d, m, &source, ev))?;
             for_correlation.extend(m.result.take());
         }
         if let (Some(c), false) = (&mut correlator, for_correlation.is_empty()) {
@@ -173,42 +153,8 @@ fn test(a: TestArgs) -> Result<()> {
         }
     }
     if let Some(c) = &mut correlator {
-        // A correlation fires on every match past its threshold; show the first firing of each group.
-        let mut seen = std::collections::HashSet::new();
-        for f in c.release(d.field_table(), 0, true) {
-            let h = &f.result.header;
-            let Some(body) = f.result.as_correlation() else {
-                continue;
-            };
-            let id = h.rule_id.clone().unwrap_or_else(|| h.rule_title.clone());
-            if !seen.insert((id.clone(), body.group_key.clone())) {
-                continue;
-            }
-            let group: Vec<String> = body
-                .group_key
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            let why = format!(
-                "{} {} in {}s",
-                group.join(" "),
-                body.aggregated_value,
-                body.timespan_secs
-            );
-            let event = serde_json::json!({
-                "correlation": body.correlation_type, "group": body.group_key, "value": body.aggregated_value,
-                "events": body.events,
-            });
-            let level = quarry_detect::Level::from(h.level);
-            emit(
-                &id,
-                &h.rule_title,
-                level.as_str(),
-                &h.tags,
-                f.ts,
-                event,
-                why,
-            )?;
+        for hit in Hit::first_firings(&c.release(d.field_table(), 0, true)) {
+            emit(hit)?;
         }
     }
     eprintln!(

@@ -380,3 +380,84 @@ fn alerts_reach_webhook_slack_alertmanager_and_cef_and_keep_their_lifecycle() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&closed.stdout).lines().count(), 1);
 }
+
+/// Threat intelligence end to end: a server loading a CSV feed and a STIX 2.1 bundle raises an alert for
+/// an audit request from a listed address and for a VPC flow to a listed network, and counts them.
+#[test]
+fn threat_intelligence_indicators_raise_alerts_on_ingest() {
+    let work = tempfile::tempdir().unwrap();
+    let data = work.path().join("data");
+    let feeds = Path::new("crates/detect/tests/data/intel");
+    let server = Server::start(
+        &data,
+        &[
+            "--intel",
+            feeds.join("feed.csv").to_str().unwrap(),
+            "--intel",
+            feeds.join("stix-bundle.json").to_str().unwrap(),
+        ],
+    );
+    let post = |kind: &str, body: String| {
+        let out = Command::new("curl")
+            .args(["-sf", "-X", "POST", "--data-binary", "@-"])
+            .arg(format!("{}/api/v1/ingest?kind={kind}", server.url))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(body.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        assert!(out.status.success(), "{kind}");
+    };
+    // Falco's exec trace, as if the request had come from the listed address.
+    let exec = std::fs::read_to_string(EXEC_TRACE).unwrap();
+    let first = exec.lines().next().unwrap();
+    post("audit", first.replace("192.168.99.1", "203.0.113.66"));
+    // A node talking to an address inside a listed range, in a default-format VPC flow record.
+    post(
+        "vpcflow",
+        "2 123456789010 eni-0a1b2c3d 10.0.34.242 203.0.113.90 49152 443 6 40 52000 1763870000 1763870060 ACCEPT OK\n"
+            .into(),
+    );
+    let intel: Vec<serde_json::Value> = wait_for("intel alerts", 30, || {
+        let out = quarry()
+            .args(["alerts", "--server", &server.url, "--format", "json"])
+            .output()
+            .unwrap();
+        let v: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .filter(|a: &serde_json::Value| a["rule_id"] == "quarry-intel-ip")
+            .collect();
+        (v.len() == 2).then_some(v)
+    });
+    let shown = |id: &serde_json::Value| {
+        let out = quarry()
+            .args([
+                "alerts",
+                "--server",
+                &server.url,
+                "--format",
+                "json",
+                "show",
+            ])
+            .arg(id.as_str().unwrap())
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let mut indicators: Vec<String> = intel
+        .iter()
+        .map(|a| shown(&a["id"])["evidence"][0]["@intel"]["indicator"].to_string())
+        .collect();
+    indicators.sort();
+    assert_eq!(indicators, ["\"203.0.113.64/26\"", "\"203.0.113.66\""]);
+    let metrics = Command::new("curl")
+        .args(["-sf", &format!("{}/metrics", server.url)])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&metrics.stdout).contains("quarry_intel_matches_total 2"));
+}

@@ -58,6 +58,39 @@ fn demo_hunts_down_the_attack_then_serves_the_data() {
         );
     }
     assert!(!out.contains("query failed"), "{out}");
+    // Live detection linked the attack's API steps (anonymous probing, secrets listing, exec, privileged
+    // pod, cluster-admin binding) from the attacker's address into one chain alert, listed among the most
+    // severe: before any medium alert.
+    let listed: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("Meanwhile, detection ran"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    let chain: Vec<usize> = (0..listed.len())
+        .filter(|&i| listed[i].contains("Kubernetes Intrusion Chain From One Address"))
+        .collect();
+    assert_eq!(chain.len(), 1, "one chain alert:\n{out}");
+    assert!(
+        listed[chain[0]].ends_with(
+            " high     Kubernetes Intrusion Chain From One Address (1 event, 203.0.113.66)"
+        ),
+        "{out}"
+    );
+    assert!(
+        listed[..chain[0]]
+            .iter()
+            .all(|l| l.contains(" critical ") || l.contains(" high ")),
+        "the chain alert comes before every less severe one:\n{out}"
+    );
+    // With the exfiltration that follows (VPC flow logs, loaded after the audit log), the whole attack is
+    // one critical alert, first in the list.
+    assert!(
+        listed[0].ends_with(
+            " critical Kubernetes Intrusion Chain Followed By Bulk Exfiltration (1 event)"
+        ),
+        "{out}"
+    );
     // The 42 SSH failures from the attacker on one node are the top row of step 3.
     assert!(
         out.lines()

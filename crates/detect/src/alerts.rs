@@ -353,6 +353,20 @@ impl AlertStore {
         inner.by_id.get(id).map(|&i| inner.alerts[i].clone())
     }
 
+    /// How many alerts there are.
+    pub fn len(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .alerts
+            .len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Alerts passing `filter`, newest first.
     pub fn list(&self, filter: &AlertFilter) -> Vec<Alert> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());

@@ -113,6 +113,9 @@ pub struct RuleInfo {
     /// Whether a correlation rule names this rule.
     #[serde(skip)]
     pub correlated: bool,
+    /// Whether its matches raise alerts of their own: Sigma's `generate`. A rule that correlations name
+    /// only feeds them, unless one of them says `generate: true`.
+    pub generate: bool,
 }
 
 impl RuleInfo {
@@ -175,6 +178,16 @@ impl Detector {
                 continue;
             }
             by_key.insert(key.clone(), rules.len());
+            let naming: Vec<_> = set
+                .correlations
+                .iter()
+                .filter(|c| {
+                    c.rule.rules.iter().any(|x| {
+                        r.rule.id.as_deref() == Some(x.as_str())
+                            || r.rule.name.as_deref() == Some(x.as_str())
+                    })
+                })
+                .collect();
             rules.push(RuleInfo {
                 id: key,
                 title: r.rule.title.clone(),
@@ -189,12 +202,8 @@ impl Detector {
                     .filter_map(|(k, v)| Some((k.clone(), serde_json::to_value(v).ok()?)))
                     .collect(),
                 route: r.route.clone(),
-                correlated: set.correlations.iter().any(|c| {
-                    c.rule.rules.iter().any(|x| {
-                        r.rule.id.as_deref() == Some(x.as_str())
-                            || r.rule.name.as_deref() == Some(x.as_str())
-                    })
-                }),
+                correlated: !naming.is_empty(),
+                generate: naming.is_empty() || naming.iter().any(|c| c.rule.generate),
             });
             loaded.push(&r.rule);
         }
@@ -286,6 +295,11 @@ impl Detector {
         &self.rules
     }
 
+    /// The index in [`Detector::rules`] of the rule with this id (or title, for a rule without an id).
+    pub fn rule_index(&self, id: &str) -> Option<usize> {
+        self.by_key.get(id).copied()
+    }
+
     /// Files and rules that did not load, and why.
     pub fn problems(&self) -> &[Problem] {
         &self.problems
@@ -326,7 +340,7 @@ impl Detector {
 }
 
 /// The pipeline every rule goes through.
-fn quarry_pipeline() -> Pipeline {
+pub(crate) fn quarry_pipeline() -> Pipeline {
     parse_pipeline(PIPELINE).expect("the built-in pipeline parses (tested)")
 }
 

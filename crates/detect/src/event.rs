@@ -149,7 +149,7 @@ impl<'a> SigmaEvent<'a> {
 
 /// Writes `path` without its all-digit segments (`a.0.b` → `a.b`) into `out`; false (and `out` untouched)
 /// when there are none.
-fn strip_indices(path: &str, out: &mut String) -> bool {
+pub(crate) fn strip_indices(path: &str, out: &mut String) -> bool {
     let b = path.as_bytes();
     let has_index = path
         .split('.')

@@ -7,6 +7,7 @@
 //! planner (`plan.rs`) turns the leading filters into index lookups and column scans, and `run.rs`
 //! feeds the pipeline the events that are left, read from columns or from their blocks; simple counts
 //! are made straight from the columns. `search "text"` is Quarry's addition: words through the index.
+//! [`scan`] gives a retro-hunt the events any of many filters can match, each read once.
 //!
 //! Semantics follow Logs Insights: numeric strings compare with numbers as numbers
 //! (`responseStatus.code in ["401","403"]` matches 403); a missing field is null, comparisons with
@@ -31,6 +32,7 @@ mod pipeline;
 mod plan;
 mod range;
 mod run;
+mod scan;
 
 pub use ast::{Command, Expr, ExprKind, Query, Span};
 pub use error::{ExecError, QueryError};
@@ -39,6 +41,7 @@ pub use parser::parse_query;
 pub use pipeline::{output_columns, Options, Pipeline, Table, TEXT_CELL_WIDTH};
 pub use range::{parse_duration, parse_instant, parse_time_range, TimeRangeError};
 pub use run::{run, RunError, RunOptions, RunOutput, RunStats};
+pub use scan::{scan, ScanFilter, ScanStats};
 
 use quarry_model::{Event, Value};
 

@@ -206,11 +206,11 @@ fn columnar_ok(q: &Query, views: &[PartView]) -> bool {
 #[derive(Clone)]
 pub(crate) struct Bits {
     words: Vec<u64>,
-    len: u32,
+    pub(crate) len: u32,
 }
 
 impl Bits {
-    fn empty(len: u32) -> Bits {
+    pub(crate) fn empty(len: u32) -> Bits {
         Bits {
             words: vec![0; (len as usize).div_ceil(64)],
             len,
@@ -235,14 +235,14 @@ impl Bits {
         self.words[(i / 64) as usize] |= 1 << (i % 64);
     }
 
-    fn and(&mut self, o: &Bits) {
+    pub(crate) fn and(&mut self, o: &Bits) {
         self.words
             .iter_mut()
             .zip(&o.words)
             .for_each(|(a, b)| *a &= b);
     }
 
-    fn or(&mut self, o: &Bits) {
+    pub(crate) fn or(&mut self, o: &Bits) {
         self.words
             .iter_mut()
             .zip(&o.words)
@@ -262,11 +262,11 @@ impl Bits {
         }
     }
 
-    fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.words.iter().map(|w| w.count_ones() as u64).sum()
     }
 
-    fn iter(&self) -> impl Iterator<Item = DocId> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = DocId> + '_ {
         self.words.iter().enumerate().flat_map(|(i, &w)| {
             let mut w = w;
             std::iter::from_fn(move || {
@@ -282,13 +282,13 @@ impl Bits {
 }
 
 /// One segment being searched.
-struct Seg<'a> {
-    view: &'a PartView,
-    ord: u32,
-    reader: &'a SegmentReader,
-    ts: Column<i64>,
+pub(crate) struct Seg<'a> {
+    pub(crate) view: &'a PartView,
+    pub(crate) ord: u32,
+    pub(crate) reader: &'a SegmentReader,
+    pub(crate) ts: Column<i64>,
     /// Event documents in the time range.
-    universe: Bits,
+    pub(crate) universe: Bits,
     /// Candidates after the plan.
     hits: Bits,
     /// True when `hits` are exactly the events the leading filters keep.
@@ -359,7 +359,7 @@ impl PathColumns {
 }
 
 impl<'a> Seg<'a> {
-    fn new(
+    pub(crate) fn new(
         view: &'a PartView,
         ord: u32,
         reader: &'a SegmentReader,
@@ -427,7 +427,12 @@ impl<'a> Seg<'a> {
     }
 
     /// Evaluates a predicate: the documents it keeps and whether that set is exact (else a superset).
-    fn eval(&self, push: &Push, leaves: &[Leaf], now: i64) -> Result<(Bits, bool), RunError> {
+    pub(crate) fn eval(
+        &self,
+        push: &Push,
+        leaves: &[Leaf],
+        now: i64,
+    ) -> Result<(Bits, bool), RunError> {
         Ok(match push {
             Push::All => (self.universe.clone(), false),
             Push::Leaf(i) => self.leaf(&leaves[*i], now)?,

@@ -8,6 +8,9 @@
 //! - `POST /api/v1/ingest/streams`: sections of many sources in one body, each with its source descriptor
 //!   and `(source_id, seq)` (what `quarry agent` sends); answers once every section is durable.
 //! - `POST /api/v1/query`: a Logs Insights query over a time range; errors name line and column.
+//! - `POST /api/v1/hunt`: a retro-hunt, `{"rules": [{"origin", "yaml"}], "builtin", "since" | "from",
+//!   "to", "max_hits"}`: the rules (or the built-in pack) over stored events through the index; answers
+//!   with the matches, per-rule figures and what did not load.
 //! - `POST /api/v1/commit`: waits until everything acknowledged is searchable (importers call it at the end).
 //! - `GET /api/v1/stats`: store counters and sizes as JSON.
 //! - `GET /api/v1/alerts`: alerts raised by live detection, newest first; filters `state`, `rule_id`,
@@ -37,7 +40,7 @@ use quarry_query::{parse_time_range, run, RunError, RunOptions};
 use quarry_store::wal::{BatchKey, WalError};
 use quarry_store::{Store, StoreError};
 use quarry_transport::{
-    ApiError, IngestParams, IngestResponse, NativeRecord, QueryRequest, QueryResponse,
+    ApiError, HuntRequest, IngestParams, IngestResponse, NativeRecord, QueryRequest, QueryResponse,
     StreamHeader, StreamsResponse, NATIVE_FORMAT,
 };
 use std::collections::HashMap;
@@ -96,6 +99,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/ingest/streams", post(ingest_streams))
         .route("/api/v1/query", post(query))
         .route("/api/v1/stats", get(stats))
+        .route("/api/v1/hunt", post(hunt))
         .route("/api/v1/commit", post(commit))
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/alerts/{id}", get(get_alert).post(update_alert))
@@ -502,13 +506,7 @@ async fn run_query_request(body: &[u8], store: Store) -> Result<Response, HttpEr
         )
     })?;
     let now = quarry_model::time::now_nanos();
-    let (from, to) = parse_time_range(
-        req.since.as_deref(),
-        req.from.as_deref(),
-        req.to.as_deref(),
-        now,
-    )
-    .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let (from, to) = time_range(&req.since, &req.from, &req.to, now)?;
     let opts = RunOptions {
         from,
         to,
@@ -549,6 +547,67 @@ async fn run_query_request(body: &[u8], store: Store) -> Result<Response, HttpEr
         stats: serde_json::to_value(&out.stats).unwrap_or_default(),
     })
     .into_response())
+}
+
+/// A request's time range (`since`, or `from` and `to`) in UTC ns; a 400 when it does not parse.
+fn time_range(
+    since: &Option<String>,
+    from: &Option<String>,
+    to: &Option<String>,
+    now: i64,
+) -> Result<(i64, i64), HttpError> {
+    parse_time_range(since.as_deref(), from.as_deref(), to.as_deref(), now)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+async fn hunt(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Response, HttpError> {
+    st.metrics.queries.fetch_add(1, Ordering::Relaxed);
+    let req: HuntRequest = serde_json::from_slice(&body).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("bad hunt request: {e}; expected JSON such as {{\"builtin\": true, \"since\": \"90d\"}}"),
+        )
+    })?;
+    let (from, to) = time_range(
+        &req.since,
+        &req.from,
+        &req.to,
+        quarry_model::time::now_nanos(),
+    )?;
+    let mut set = if req.builtin || req.rules.is_empty() {
+        quarry_detect::RuleSet::builtin()
+    } else {
+        quarry_detect::RuleSet::new()
+    };
+    for r in &req.rules {
+        set.add_yaml(&r.origin, &r.yaml);
+    }
+    let opts = quarry_detect::hunt::HuntOptions {
+        from,
+        to,
+        max_hits: req.max_hits.unwrap_or(10_000).min(100_000),
+    };
+    let store = st.store.clone();
+    let report = blocking(move || {
+        let detector = quarry_detect::Detector::new(&set);
+        let problems: Vec<String> = detector.problems().iter().map(|p| p.to_string()).collect();
+        if detector.rules().is_empty() {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("no rules loaded: {}", problems.join("; ")),
+            ));
+        }
+        let report = quarry_detect::hunt::hunt(&store, &set, &detector, &opts)
+            .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let mut v = serde_json::to_value(&report).unwrap_or_default();
+        v["problems"] = problems.into();
+        Ok(v)
+    })
+    .await?;
+    if report.is_err() {
+        st.metrics.query_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(Json(report?).into_response())
 }
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Result<Response, HttpError> {
@@ -742,6 +801,26 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Result<Response, HttpError>
                 "Alert deliveries given up and written to deadletter.jsonl.",
                 c(&dl.dead_lettered) as f64,
             ),
+            (
+                "quarry_intel_matches_total",
+                "Events that matched a threat-intelligence indicator.",
+                c(&d.intel_matches) as f64,
+            ),
+            (
+                "quarry_baseline_new_total",
+                "Behaviours seen for the first time after learning (each raised an alert).",
+                c(&d.baseline_new) as f64,
+            ),
+            (
+                "quarry_baseline_full_drops_total",
+                "New behaviours neither learned nor reported because their baseline was full.",
+                c(&d.baseline_full_drops) as f64,
+            ),
+            (
+                "quarry_baseline_state_corrupt_total",
+                "Baseline files found unreadable at start (learning started again).",
+                c(&d.baseline_state_corrupt) as f64,
+            ),
         ] {
             put(name, "counter", help, v);
         }
@@ -750,6 +829,19 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Result<Response, HttpError>
             "gauge",
             "Rules loaded.",
             live.detector().rules().len() as f64,
+        );
+        let b = live.baseline_status();
+        put(
+            "quarry_baseline_keys",
+            "gauge",
+            "Behaviour keys learned.",
+            b.keys as f64,
+        );
+        put(
+            "quarry_baseline_learning",
+            "gauge",
+            "1 while baselines only learn (nothing is reported yet).",
+            f64::from(u8::from(b.enabled && b.learning)),
         );
     }
     put(

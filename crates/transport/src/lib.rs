@@ -106,6 +106,38 @@ pub struct QueryRequest {
     pub to: Option<String>,
 }
 
+/// A retro-hunt: Sigma rules run over stored events (`POST /api/v1/hunt`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HuntRequest {
+    /// Rule files: where each came from (for error messages) and its YAML.
+    #[serde(default)]
+    pub rules: Vec<RuleText>,
+    /// Also run the built-in rule pack (it runs alone when no rules are given).
+    #[serde(default)]
+    pub builtin: bool,
+    /// Relative start such as `90d` (exclusive with `from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// Start (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// End (RFC 3339), now when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// Most matches returned (the earliest); the server's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_hits: Option<usize>,
+}
+
+/// One rule file of a [`HuntRequest`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RuleText {
+    /// Where it came from, e.g. its path on the client.
+    pub origin: String,
+    /// The file's YAML (one or more Sigma documents).
+    pub yaml: String,
+}
+
 /// Query results.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct QueryResponse {
@@ -243,6 +275,17 @@ impl Client {
         let resp = self
             .http
             .post(format!("{}/api/v1/query", self.base))
+            .json(req)
+            .send()
+            .map_err(|e| self.http_err(e))?;
+        self.check(resp)?.json().map_err(|e| self.http_err(e))
+    }
+
+    /// Runs a retro-hunt on the server; the body is the detection crate's hunt report as JSON.
+    pub fn hunt(&self, req: &HuntRequest) -> Result<serde_json::Value, ClientError> {
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/hunt", self.base))
             .json(req)
             .send()
             .map_err(|e| self.http_err(e))?;
