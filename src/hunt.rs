@@ -24,6 +24,10 @@ pub struct HuntArgs {
     /// Most matches printed (the earliest); the total is always reported.
     #[arg(long, default_value_t = 10_000)]
     max_hits: usize,
+    /// Also list the matches of rules that only feed correlations (single failed logins, probe
+    /// candidates); by default they are counted, and the correlations they feed are listed.
+    #[arg(long)]
+    base_matches: bool,
     /// Output: text, or json (one object per match: rule_id, title, level, tags, event).
     #[arg(long, value_enum, default_value = "text")]
     format: Output,
@@ -55,6 +59,7 @@ pub fn run(a: HuntArgs) -> Result<()> {
                 from: a.range.from.clone(),
                 to: a.range.to.clone(),
                 max_hits: Some(a.max_hits),
+                base_matches: a.base_matches,
             })?;
             for p in v["problems"].as_array().into_iter().flatten() {
                 eprintln!("{}", p.as_str().unwrap_or_default());
@@ -80,6 +85,7 @@ pub fn run(a: HuntArgs) -> Result<()> {
                     from,
                     to,
                     max_hits: a.max_hits,
+                    base_matches: a.base_matches,
                 },
             );
             store.close()?;

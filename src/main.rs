@@ -869,6 +869,7 @@ fn demo(a: DemoArgs) -> Result<()> {
             "\nThe server is up at http://{addr} with this data. Try your own hunt, for example:"
         );
         println!("  quarry alerts --server http://{addr}");
+        println!("  quarry hunt --server http://{addr} --explain   # the built-in rules over the stored hour");
         println!("  quarry query --server http://{addr} 'filter verb = \"delete\" | stats count(*) by user.username'");
         println!("  curl -s http://{addr}/api/v1/query -d '{{\"query\": \"search \\\"{}\\\" | limit 5\"}}'", attack.exfil_ip);
         println!(

@@ -591,6 +591,9 @@ pub struct HuntOptions {
     pub to: i64,
     /// Most hits kept (the earliest); the rest are counted.
     pub max_hits: usize,
+    /// Also report the matches of rules that only feed correlations (Sigma's `generate: false`), as
+    /// `quarry rules test` does; by default they are counted per rule but, as in live alerts, not listed.
+    pub base_matches: bool,
 }
 
 impl Default for HuntOptions {
@@ -599,6 +602,7 @@ impl Default for HuntOptions {
             from: i64::MIN,
             to: i64::MAX,
             max_hits: 10_000,
+            base_matches: false,
         }
     }
 }
@@ -714,8 +718,10 @@ pub fn hunt(
             let mut results = Vec::new();
             for m in &mut matches {
                 per_rule[m.rule] += 1;
-                total_hits += 1;
-                hits.push(Hit::of_match(detector, m, source, ev));
+                if opts.base_matches || detector.rules()[m.rule].generate {
+                    total_hits += 1;
+                    hits.push(Hit::of_match(detector, m, source, ev));
+                }
                 results.extend(m.result.take());
             }
             if hits.len() > keep.saturating_mul(2).max(1024) {

@@ -114,6 +114,7 @@ fn hunt_finds_what_streaming_found_through_the_index() {
         &detector,
         &HuntOptions {
             max_hits: usize::MAX,
+            base_matches: true,
             ..HuntOptions::default()
         },
     )

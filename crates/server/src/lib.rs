@@ -9,7 +9,7 @@
 //!   and `(source_id, seq)` (what `quarry agent` sends); answers once every section is durable.
 //! - `POST /api/v1/query`: a Logs Insights query over a time range; errors name line and column.
 //! - `POST /api/v1/hunt`: a retro-hunt, `{"rules": [{"origin", "yaml"}], "builtin", "since" | "from",
-//!   "to", "max_hits"}`: the rules (or the built-in pack) over stored events through the index; answers
+//!   "to", "max_hits", "base_matches"}`: the rules (or the built-in pack) over stored events through the index; answers
 //!   with the matches, per-rule figures and what did not load.
 //! - `POST /api/v1/commit`: waits until everything acknowledged is searchable (importers call it at the end).
 //! - `GET /api/v1/stats`: store counters and sizes as JSON.
@@ -586,6 +586,7 @@ async fn hunt(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Response, 
         from,
         to,
         max_hits: req.max_hits.unwrap_or(10_000).min(100_000),
+        base_matches: req.base_matches,
     };
     let store = st.store.clone();
     let report = blocking(move || {

@@ -127,6 +127,9 @@ pub struct HuntRequest {
     /// Most matches returned (the earliest); the server's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_hits: Option<usize>,
+    /// Also list the matches of rules that only feed correlations.
+    #[serde(default)]
+    pub base_matches: bool,
 }
 
 /// One rule file of a [`HuntRequest`].
