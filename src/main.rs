@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod alerts;
+mod certs;
 mod hunt;
 mod rules;
 
@@ -150,6 +151,9 @@ enum Cmd {
     /// the events the index leaves, exactly as live detection does, and correlations run in event time.
     /// Example: quarry hunt --data-dir /var/lib/quarry --rules ./my-rules --since 90d
     Hunt(hunt::HuntArgs),
+    /// Certificates for TLS and mTLS: a CA, the server's, and one per agent node.
+    #[command(subcommand)]
+    Certs(certs::CertsCmd),
 }
 
 #[derive(Args)]
@@ -542,6 +546,7 @@ fn main() {
         Cmd::Rules(c) => rules::run(c),
         Cmd::Alerts(a) => alerts::run(a),
         Cmd::Hunt(a) => hunt::run(a),
+        Cmd::Certs(c) => certs::run(c),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
