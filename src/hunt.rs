@@ -55,9 +55,7 @@ pub fn run(a: HuntArgs) -> Result<()> {
             let v = Client::new(url)?.hunt(&HuntRequest {
                 rules,
                 builtin: a.sources.builtin,
-                since: a.range.since.clone(),
-                from: a.range.from.clone(),
-                to: a.range.to.clone(),
+                span: a.range.span(),
                 max_hits: Some(a.max_hits),
                 base_matches: a.base_matches,
             })?;

@@ -282,7 +282,7 @@ struct DetectArgs {
 }
 
 fn parse_window_arg(s: &str) -> Result<i64, String> {
-    quarry_detect::parse_window(s)
+    quarry_query::parse_duration(s)
         .ok_or_else(|| format!("{s:?} is not a period such as 12h, 7d or 30d"))
 }
 
@@ -415,6 +415,15 @@ pub(crate) struct TimeRange {
 }
 
 impl TimeRange {
+    /// The range as a request sends it.
+    pub(crate) fn span(&self) -> quarry_transport::TimeSpan {
+        quarry_transport::TimeSpan {
+            since: self.since.clone(),
+            from: self.from.clone(),
+            to: self.to.clone(),
+        }
+    }
+
     /// The range in UTC ns, relative to `now`.
     pub(crate) fn resolve(&self, now: i64) -> Result<(i64, i64)> {
         Ok(parse_time_range(
@@ -759,9 +768,7 @@ fn query(a: QueryArgs) -> Result<()> {
         (Some(url), _) => {
             let resp = Client::new(url)?.query(&QueryRequest {
                 query: a.query.clone(),
-                since: a.range.since.clone(),
-                from: a.range.from.clone(),
-                to: a.range.to.clone(),
+                span: a.range.span(),
             })?;
             Table::from_json(resp.columns, &resp.rows)
         }

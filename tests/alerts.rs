@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{free_port, quarry, Server};
+use common::{free_port, post, quarry, Server};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -326,22 +326,12 @@ fn alerts_reach_webhook_slack_alertmanager_and_cef_and_keep_their_lifecycle() {
         "{}",
         String::from_utf8_lossy(&ack.stderr)
     );
-    let bad = Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-X",
-            "POST",
-            "-d",
-            "{\"state\":\"sleeping\"}",
-        ])
-        .arg(format!("{}/api/v1/alerts/{id}", server.url))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&bad.stdout), "400");
+    let (status, answer) = post(
+        &format!("{}/api/v1/alerts/{id}", server.url),
+        &[],
+        b"{\"state\":\"sleeping\"}",
+    );
+    assert_eq!(status, 400, "{answer}");
     let missing = Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
         .arg(format!("{}/api/v1/alerts/a-0000000000000000", server.url))
@@ -397,27 +387,17 @@ fn threat_intelligence_indicators_raise_alerts_on_ingest() {
             feeds.join("stix-bundle.json").to_str().unwrap(),
         ],
     );
-    let post = |kind: &str, body: String| {
-        let out = Command::new("curl")
-            .args(["-sf", "-X", "POST", "--data-binary", "@-"])
-            .arg(format!("{}/api/v1/ingest?kind={kind}", server.url))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .and_then(|mut c| {
-                use std::io::Write;
-                c.stdin.take().unwrap().write_all(body.as_bytes())?;
-                c.wait_with_output()
-            })
-            .unwrap();
-        assert!(out.status.success(), "{kind}");
+    let ingest = |kind: &str, body: String| {
+        let url = format!("{}/api/v1/ingest?kind={kind}", server.url);
+        let (status, answer) = post(&url, &[], body.as_bytes());
+        assert_eq!(status, 200, "{kind}: {answer}");
     };
     // Falco's exec trace, as if the request had come from the listed address.
     let exec = std::fs::read_to_string(EXEC_TRACE).unwrap();
     let first = exec.lines().next().unwrap();
-    post("audit", first.replace("192.168.99.1", "203.0.113.66"));
+    ingest("audit", first.replace("192.168.99.1", "203.0.113.66"));
     // A node talking to an address inside a listed range, in a default-format VPC flow record.
-    post(
+    ingest(
         "vpcflow",
         "2 123456789010 eni-0a1b2c3d 10.0.34.242 203.0.113.90 49152 443 6 40 52000 1763870000 1763870060 ACCEPT OK\n"
             .into(),

@@ -3,41 +3,11 @@
 
 mod common;
 
-use common::{quarry, query, Server};
+use common::{post, quarry, query, Server};
 use quarry_transport::IngestParams;
 use std::io::Write;
-use std::process::Stdio;
 
 const DATA: &str = "../shared/data";
-
-fn post(url: &str, headers: &[&str], body: &[u8]) -> (u16, String) {
-    let mut cmd = std::process::Command::new("curl");
-    cmd.args([
-        "-s",
-        "-o",
-        "-",
-        "-w",
-        "\n%{http_code}",
-        "-X",
-        "POST",
-        "--data-binary",
-        "@-",
-    ]);
-    for h in headers {
-        cmd.args(["-H", h]);
-    }
-    let mut child = cmd
-        .arg(url)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(body).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.trim().parse().unwrap(), body.to_string())
-}
 
 #[test]
 fn import_shared_data_and_hunt_over_http() {

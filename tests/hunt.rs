@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{quarry, Server};
+use common::{post, quarry, Server};
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -144,20 +144,13 @@ fn hunts_over_the_server_and_the_data_dir_agree_with_rules_test_and_live_alerts(
     );
 
     // A malformed request is a 400 with a message; a rule file that does not parse is reported.
-    let bad = std::process::Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "-d",
-            "{\"rules\": 5}",
-        ])
-        .arg(format!("{}/api/v1/hunt", server.url))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&bad.stdout), "400");
+    let (status, answer) = post(
+        &format!("{}/api/v1/hunt", server.url),
+        &[],
+        b"{\"rules\": 5}",
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("bad hunt request"), "{answer}");
     let broken = work.path().join("broken.yml");
     std::fs::write(&broken, "title: [unclosed\n").unwrap();
     let out = quarry()

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -93,4 +94,34 @@ pub fn query(url: &str, q: &str) -> Vec<serde_json::Map<String, serde_json::Valu
     })
     .unwrap_or_else(|e| panic!("{q}: {e}"))
     .rows
+}
+
+/// POSTs `body` with curl (a real HTTP client); returns the status and the answer's body.
+pub fn post(url: &str, headers: &[&str], body: &[u8]) -> (u16, String) {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args([
+        "-s",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        "POST",
+        "--data-binary",
+        "@-",
+    ]);
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    let mut child = cmd
+        .arg(url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), body.to_string())
 }

@@ -26,7 +26,9 @@ pub struct LoadSummary {
     pub seconds: f64,
 }
 
-fn decoder_for(format: &str) -> Decoder {
+/// The decoder for a generated file of `format` (a `Chunk::format`), as the agent reads it: stack traces
+/// in container logs are joined.
+pub fn decoder_for(format: &str) -> Decoder {
     match format {
         // Join the Java services' stack traces into one event each, as the agent does.
         "cri" => Decoder::with_options(

@@ -61,7 +61,7 @@ use quarry_detect::{
     Detector, Level, Live, LiveOptions, Match, ProblemKind, RuleSet, Scratch, SigmaEvent,
 };
 use quarry_model::{Event, Kind, Source};
-use quarry_parse::{Decoder, DecoderOptions, Format, Multiline, MultilineMode};
+use quarry_parse::{Decoder, DecoderOptions, Format};
 use quarry_store::wal::BatchKey;
 use quarry_store::{Observer, Store, StoreConfig};
 use std::collections::HashMap;
@@ -829,17 +829,10 @@ fn demo_hour(cfg: &quarry_demo::DemoConfig) -> Hour {
     let mut batches = Vec::new();
     for chunk in &chunks {
         let (d, _) = decoders.entry(chunk.path.clone()).or_insert_with(|| {
-            let d = match chunk.format {
-                "cri" => Decoder::with_options(
-                    Format::Cri,
-                    DecoderOptions {
-                        multiline: Some(Multiline::new(MultilineMode::Auto)),
-                        ..DecoderOptions::default()
-                    },
-                ),
-                other => Decoder::new(other.parse().unwrap_or(Format::Auto)),
-            };
-            (d, chunk.source.clone())
+            (
+                quarry_demo::hunt::decoder_for(chunk.format),
+                chunk.source.clone(),
+            )
         });
         let mut events = Vec::new();
         d.feed(&chunk.data, cfg.end_ns, &mut events);

@@ -141,10 +141,16 @@ impl Correlator {
 
     /// Takes the detection results of one event (only those of rules correlations use).
     pub fn push(&mut self, source: &Source, ev: &Event, results: Vec<EvaluationResult>, now: i64) {
-        let clock = self.clocks.entry(source.clone()).or_insert(Clock {
-            max_seen: i64::MIN,
-            released: i64::MIN,
-        });
+        if !self.clocks.contains_key(source) {
+            self.clocks.insert(
+                source.clone(),
+                Clock {
+                    max_seen: i64::MIN,
+                    released: i64::MIN,
+                },
+            );
+        }
+        let clock = self.clocks.get_mut(source).expect("inserted");
         clock.max_seen = clock.max_seen.max(ev.ts);
         if ev.ts < clock.released {
             self.late += 1;

@@ -425,7 +425,7 @@ fn candidate(rule: &RuleInfo, source: &Source, ev: &Event) -> Candidate {
         .attributes
         .get("suppress")
         .and_then(|v| v.as_str())
-        .and_then(parse_window)
+        .and_then(quarry_query::parse_duration)
         .unwrap_or(DEFAULT_SUPPRESS_NS);
     Candidate {
         rule_id: rule.id.clone(),
@@ -504,22 +504,6 @@ pub(crate) fn event_hash(source: &Source, ev: &Event) -> u64 {
     h.finish()
 }
 
-/// A window such as `30s`, `15m`, `1h`, `2d` in nanoseconds.
-pub fn parse_window(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (n, unit) = s.split_at(split);
-    let n: i64 = n.parse().ok()?;
-    let secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        _ => return None,
-    };
-    n.checked_mul(secs)?.checked_mul(1_000_000_000)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -590,14 +574,6 @@ mod tests {
         let events = alerts[0].evidence[0]["events"].as_array().unwrap();
         assert_eq!(events.len(), 1);
         assert_eq!(events[0]["user"]["username"], "eve");
-    }
-
-    #[test]
-    fn windows() {
-        assert_eq!(parse_window("30s"), Some(30_000_000_000));
-        assert_eq!(parse_window("2h"), Some(7_200_000_000_000));
-        assert_eq!(parse_window("h"), None);
-        assert_eq!(parse_window("5y"), None);
     }
 
     #[test]

@@ -41,7 +41,7 @@ use quarry_store::wal::{BatchKey, WalError};
 use quarry_store::{Store, StoreError};
 use quarry_transport::{
     ApiError, HuntRequest, IngestParams, IngestResponse, NativeRecord, QueryRequest, QueryResponse,
-    StreamHeader, StreamsResponse, NATIVE_FORMAT,
+    StreamHeader, StreamsResponse, TimeSpan, NATIVE_FORMAT,
 };
 use std::collections::HashMap;
 use std::io::Read;
@@ -506,7 +506,7 @@ async fn run_query_request(body: &[u8], store: Store) -> Result<Response, HttpEr
         )
     })?;
     let now = quarry_model::time::now_nanos();
-    let (from, to) = time_range(&req.since, &req.from, &req.to, now)?;
+    let (from, to) = time_range(&req.span, now)?;
     let opts = RunOptions {
         from,
         to,
@@ -549,15 +549,15 @@ async fn run_query_request(body: &[u8], store: Store) -> Result<Response, HttpEr
     .into_response())
 }
 
-/// A request's time range (`since`, or `from` and `to`) in UTC ns; a 400 when it does not parse.
-fn time_range(
-    since: &Option<String>,
-    from: &Option<String>,
-    to: &Option<String>,
-    now: i64,
-) -> Result<(i64, i64), HttpError> {
-    parse_time_range(since.as_deref(), from.as_deref(), to.as_deref(), now)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))
+/// A request's time range in UTC ns; a 400 when it does not parse.
+fn time_range(span: &TimeSpan, now: i64) -> Result<(i64, i64), HttpError> {
+    parse_time_range(
+        span.since.as_deref(),
+        span.from.as_deref(),
+        span.to.as_deref(),
+        now,
+    )
+    .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
 async fn hunt(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Response, HttpError> {
@@ -568,12 +568,7 @@ async fn hunt(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Response, 
             format!("bad hunt request: {e}; expected JSON such as {{\"builtin\": true, \"since\": \"90d\"}}"),
         )
     })?;
-    let (from, to) = time_range(
-        &req.since,
-        &req.from,
-        &req.to,
-        quarry_model::time::now_nanos(),
-    )?;
+    let (from, to) = time_range(&req.span, quarry_model::time::now_nanos())?;
     let mut set = if req.builtin || req.rules.is_empty() {
         quarry_detect::RuleSet::builtin()
     } else {

@@ -90,12 +90,10 @@ pub struct IngestResponse {
     pub kind: Kind,
 }
 
-/// A query.
+/// The time range of a query or hunt, as its request's `since`, `from` and `to` fields.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct QueryRequest {
-    /// The query text.
-    pub query: String,
-    /// Relative start such as `1h` or `7d` (exclusive with `from`).
+pub struct TimeSpan {
+    /// Relative start such as `1h` or `90d` (exclusive with `from`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
     /// Start (RFC 3339).
@@ -104,6 +102,16 @@ pub struct QueryRequest {
     /// End (RFC 3339), now when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
+}
+
+/// A query.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueryRequest {
+    /// The query text.
+    pub query: String,
+    /// Over which events.
+    #[serde(flatten)]
+    pub span: TimeSpan,
 }
 
 /// A retro-hunt: Sigma rules run over stored events (`POST /api/v1/hunt`).
@@ -115,15 +123,9 @@ pub struct HuntRequest {
     /// Also run the built-in rule pack (it runs alone when no rules are given).
     #[serde(default)]
     pub builtin: bool,
-    /// Relative start such as `90d` (exclusive with `from`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub since: Option<String>,
-    /// Start (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
-    /// End (RFC 3339), now when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to: Option<String>,
+    /// Over which events.
+    #[serde(flatten)]
+    pub span: TimeSpan,
     /// Most matches returned (the earliest); the server's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_hits: Option<usize>,
