@@ -16,6 +16,8 @@ pub struct AlertsArgs {
     /// Data directory to read directly (changing an alert this way needs the server stopped).
     #[arg(long, global = true, conflicts_with = "server")]
     data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    credentials: crate::Credentials,
     /// Output: table, or json (one alert per line: rule_id, title, level, tags, event, state, ...).
     #[arg(long, value_enum, default_value = "table", global = true)]
     format: Output,
@@ -72,7 +74,7 @@ enum On {
 
 pub fn run(a: AlertsArgs) -> Result<()> {
     let on = match (&a.server, &a.data_dir) {
-        (Some(url), _) => On::Server(Client::new(url)?),
+        (Some(url), _) => On::Server(a.credentials.client(url)?),
         (None, Some(dir)) => On::Dir(dir.clone()),
         (None, None) => bail!("give --server URL or --data-dir DIR"),
     };
@@ -86,7 +88,7 @@ pub fn run(a: AlertsArgs) -> Result<()> {
                 Ok(client.update_alert(&c.id, state_name(state), c.note.as_deref(), &by)?)
             }
             On::Dir(dir) => {
-                let _lock = quarry_store::lock_data_dir(dir).map_err(|e| match e {
+                let lock = quarry_store::lock_data_dir(dir).map_err(|e| match e {
                     quarry_store::StoreError::Locked(_) => anyhow::anyhow!(
                         "a server holds {}; change alerts through it with --server URL",
                         dir.display()
@@ -95,10 +97,15 @@ pub fn run(a: AlertsArgs) -> Result<()> {
                 })?;
                 let store = journal(dir)?.with_context(|| format!("no alert {:?}", c.id))?;
                 let now = quarry_model::time::now_nanos();
-                Ok(alert_json(
-                    &store.transition(&c.id, state, &by, c.note, now)?,
-                    true,
-                ))
+                let changed = alert_json(&store.transition(&c.id, state, &by, c.note, now)?, true);
+                drop(lock);
+                crate::record_change(
+                    dir,
+                    "alert changed",
+                    format!("{} -> {} by {by}", c.id, state_name(state)),
+                    &["alerts/alerts.jsonl"],
+                );
+                Ok(changed)
             }
         }
     };

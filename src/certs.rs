@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use quarry_trust::auth::{AuthDir, Revocation};
 use quarry_trust::certs::{init, InitOptions};
 use std::path::PathBuf;
 
@@ -14,6 +15,29 @@ pub enum CertsCmd {
     /// ::1 plus every --server-name; an agent certificate names its node (common name and DNS name), which
     /// is how the server will know which node sends. Keep ca-key.pem offline once done.
     Init(InitArgs),
+    /// Revoke agent certificates: one certificate (--cert), or every certificate naming a node issued up
+    /// to now (--node; a certificate issued for it later works).
+    ///
+    /// Takes effect at once on a running server: open connections with the certificate are refused from
+    /// their next request, new ones fail the TLS handshake.
+    Revoke(RevokeArgs),
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["node", "cert"])))]
+pub struct RevokeArgs {
+    /// The server's data directory.
+    #[arg(long, env = "QUARRY_DATA_DIR")]
+    data_dir: PathBuf,
+    /// The node whose certificates are revoked.
+    #[arg(long)]
+    node: Option<String>,
+    /// The certificate (PEM) to revoke.
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// Why (kept in the revocation list).
+    #[arg(long, default_value = "")]
+    reason: String,
 }
 
 #[derive(Args)]
@@ -48,6 +72,42 @@ pub fn run(cmd: CertsCmd) -> Result<()> {
             for f in files {
                 println!("{}", f.display());
             }
+            Ok(())
+        }
+        CertsCmd::Revoke(a) => {
+            let serial = match &a.cert {
+                Some(path) => {
+                    let certs = quarry_trust::tls::load_certs(path)?;
+                    let info = quarry_trust::x509::parse_cert(&certs[0])
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                    println!(
+                        "revoking certificate {} of {}",
+                        info.serial,
+                        info.node().unwrap_or("?")
+                    );
+                    Some(info.serial)
+                }
+                None => None,
+            };
+            let rev = Revocation {
+                serial,
+                node: a.node.clone(),
+                revoked_ns: quarry_model::time::now_nanos(),
+                reason: a.reason,
+            };
+            let dir = AuthDir::of(&a.data_dir);
+            let detail = format!("node={:?} serial={:?}", rev.node, rev.serial);
+            dir.revoke_certificate(rev)?;
+            crate::record_change(
+                &a.data_dir,
+                "certificate revoked",
+                detail,
+                &["auth/revoked.json", "auth/.lock"],
+            );
+            if let Some(node) = a.node {
+                println!("revoked every certificate of node {node} issued up to now");
+            }
+            println!("recorded in {}", dir.revoked_path().display());
             Ok(())
         }
     }

@@ -6,7 +6,7 @@ use clap::Args;
 use quarry_detect::hunt::{hunt, HuntOptions, HuntReport, RuleQuery};
 use quarry_detect::lint::problem_finding;
 use quarry_detect::{rule_files, Detector};
-use quarry_transport::{Client, HuntRequest, RuleText};
+use quarry_transport::{HuntRequest, RuleText};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -14,6 +14,10 @@ use std::path::PathBuf;
 pub struct HuntArgs {
     #[command(flatten)]
     on: crate::Where,
+    #[command(flatten)]
+    credentials: crate::Credentials,
+    #[command(flatten)]
+    master: crate::keys::MasterKeyArgs,
     /// Rule files or folders (repeatable). Without any, the built-in pack runs.
     #[arg(long = "rules", value_name = "PATH")]
     rules: Vec<PathBuf>,
@@ -52,7 +56,7 @@ pub fn run(a: HuntArgs) -> Result<()> {
                     });
                 }
             }
-            let v = Client::new(url)?.hunt(&HuntRequest {
+            let v = a.credentials.client(url)?.hunt(&HuntRequest {
                 rules,
                 builtin: a.sources.builtin,
                 span: a.range.span(),
@@ -74,7 +78,7 @@ pub fn run(a: HuntArgs) -> Result<()> {
             if detector.rules().is_empty() {
                 bail!("no rules loaded");
             }
-            let store = crate::open_for_reading(dir)?;
+            let store = crate::open_for_reading(dir, &a.master)?;
             let report = hunt(
                 &store,
                 &set,
@@ -84,6 +88,11 @@ pub fn run(a: HuntArgs) -> Result<()> {
                     to,
                     max_hits: a.max_hits,
                     base_matches: a.base_matches,
+                    // Whoever can read the data directory can read everything in it; hunts read the logs.
+                    scope: Some(
+                        quarry_model::Scope::all()
+                            .within(&quarry_model::Scope::stream_kinds(false)),
+                    ),
                 },
             );
             store.close()?;

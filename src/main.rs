@@ -19,7 +19,10 @@ use std::time::Duration;
 mod alerts;
 mod certs;
 mod hunt;
+mod keys;
 mod rules;
+mod token;
+mod verify;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -48,7 +51,7 @@ struct Cli {
 }
 
 /// Settings a configuration file may hold, and the environment variable each one fills.
-const CONFIG_KEYS: [(&str, &str); 14] = [
+const CONFIG_KEYS: [(&str, &str); 17] = [
     ("data_dir", "QUARRY_DATA_DIR"),
     ("listen", "QUARRY_LISTEN"),
     ("server", "QUARRY_SERVER"),
@@ -63,6 +66,9 @@ const CONFIG_KEYS: [(&str, &str); 14] = [
     ("pods_root", "QUARRY_PODS_ROOT"),
     ("node_name", "NODE_NAME"),
     ("metrics_listen", "QUARRY_METRICS_LISTEN"),
+    ("master_key_file", "QUARRY_MASTER_KEY_FILE"),
+    ("signing_key", "QUARRY_SIGNING_KEY"),
+    ("digest_interval", "QUARRY_DIGEST_INTERVAL"),
 ];
 
 /// The table of agent settings in the configuration file (read by `quarry agent` itself).
@@ -151,16 +157,38 @@ enum Cmd {
     /// the events the index leaves, exactly as live detection does, and correlations run in event time.
     /// Example: quarry hunt --data-dir /var/lib/quarry --rules ./my-rules --since 90d
     Hunt(hunt::HuntArgs),
-    /// Certificates for TLS and mTLS: a CA, the server's, and one per agent node.
+    /// Certificates for TLS and mTLS: a CA, the server's, and one per agent node; revoke an agent's.
     #[command(subcommand)]
     Certs(certs::CertsCmd),
+    /// API tokens: create (with a role and namespaces), list, revoke.
+    #[command(subcommand)]
+    Token(token::TokenCmd),
+    /// Encryption at rest: generate a master key, rotate it (no data is rewritten).
+    #[command(subcommand)]
+    Keys(keys::KeysCmd),
+    /// Prove a data directory unaltered: walk its signed digest chain and check every file against it;
+    /// reports modified, missing, reordered or inserted data and time gaps, and exits non-zero on any.
+    Verify(verify::VerifyArgs),
 }
 
 #[derive(Args)]
 struct AgentArgs {
-    /// The server's base URL.
+    /// The server's base URL, e.g. https://quarry.logging.svc:7700.
     #[arg(long, env = "QUARRY_SERVER")]
     server: String,
+    /// CA bundle (PEM) that signs the server's certificate.
+    #[arg(long, env = "QUARRY_CA")]
+    ca: Option<PathBuf>,
+    /// This node's client certificate (PEM; `quarry certs init --node NAME` writes agent-NAME.pem): the
+    /// server takes it as proof of which node sends.
+    #[arg(long, env = "QUARRY_AGENT_CERT", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "QUARRY_AGENT_KEY", requires = "cert")]
+    key: Option<PathBuf>,
+    /// An API token with the ingest role, for nodes without a certificate.
+    #[arg(long, env = "QUARRY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Directory for checkpoints and the disk queue (keep it across restarts: a hostPath).
     #[arg(long, env = "QUARRY_STATE_DIR")]
     state_dir: PathBuf,
@@ -222,11 +250,67 @@ struct StoreArgs {
     /// measuring what fsync costs).
     #[arg(long, hide = true)]
     no_fsync: bool,
+    #[command(flatten)]
+    master: keys::MasterKeyArgs,
+    #[command(flatten)]
+    integrity: IntegrityArgs,
+}
+
+/// The signed digest chain (tamper evidence).
+#[derive(Args, Clone)]
+pub(crate) struct IntegrityArgs {
+    /// The ed25519 key that signs the digest chain (PKCS#8; made with the chain when missing)
+    /// [default: DATA_DIR/keys/signing.pk8]. Keep a copy of its public key (signing.pub) where the server
+    /// cannot write, for `quarry verify --public-key`.
+    #[arg(long, env = "QUARRY_SIGNING_KEY")]
+    signing_key: Option<PathBuf>,
+    /// How often a signed digest is written, also when nothing changed (verify reports longer silences
+    /// as time gaps).
+    #[arg(long, env = "QUARRY_DIGEST_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    digest_interval: Duration,
+}
+
+impl IntegrityArgs {
+    fn config(&self) -> quarry_store::integrity::IntegrityConfig {
+        quarry_store::integrity::IntegrityConfig {
+            cadence: self.digest_interval,
+            signing_key: self.signing_key.clone(),
+            public_key: None,
+        }
+    }
+}
+
+/// Records in a data directory's digest chain that a command changed `files` (relative paths): sealed at
+/// once when no server runs, else noted for the server's next digest. Errors are warnings: the change is
+/// made, and verify will report it as unrecorded.
+pub(crate) fn record_change(dir: &std::path::Path, what: &str, detail: String, files: &[&str]) {
+    let cfg = quarry_store::integrity::IntegrityConfig {
+        signing_key: std::env::var_os("QUARRY_SIGNING_KEY").map(PathBuf::from),
+        ..Default::default()
+    };
+    let note = quarry_trust::chain::Note {
+        what: what.into(),
+        detail,
+        files: files.iter().map(|f| f.to_string()).collect(),
+        time_ns: 0,
+    };
+    match quarry_store::integrity::record_change(dir, &cfg, note) {
+        Ok(quarry_store::integrity::Recorded::Deferred(_)) => {
+            eprintln!(
+                "a server holds {}: it records this change in its next digest",
+                dir.display()
+            )
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: cannot record this change in the integrity chain: {e}"),
+    }
 }
 
 impl StoreArgs {
-    fn config(&self) -> StoreConfig {
+    fn config(&self) -> Result<StoreConfig> {
         let mut cfg = StoreConfig::new(&self.data_dir);
+        cfg.encryption = self.master.encryption()?;
+        cfg.integrity = Some(self.integrity.config());
         cfg.commit_interval = self.commit_interval;
         cfg.fsync = !self.no_fsync;
         cfg.writer.memory = self.writer_memory_mb.max(16) << 20;
@@ -243,7 +327,7 @@ impl StoreArgs {
                 .flat_map(|r| r.0.iter().copied())
                 .collect(),
         };
-        cfg
+        Ok(cfg)
     }
 }
 
@@ -351,6 +435,167 @@ struct ServerArgs {
     /// Address to listen on.
     #[arg(long, env = "QUARRY_LISTEN", default_value = "127.0.0.1:7700")]
     listen: SocketAddr,
+    #[command(flatten)]
+    tls: ListenTls,
+    #[command(flatten)]
+    oidc: OidcArgs,
+}
+
+/// OIDC bearer tokens (people signing in through the company's identity provider).
+#[derive(Args, Clone, Default)]
+struct OidcArgs {
+    /// Accept OIDC ID/access tokens (JWTs) from this issuer, e.g. https://login.example.com/realms/sec.
+    /// Its keys come from --oidc-jwks or, without it, from the issuer's discovery document.
+    #[arg(long, env = "QUARRY_OIDC_ISSUER", requires = "oidc_audience")]
+    oidc_issuer: Option<String>,
+    /// The audience tokens must name (the client id registered for Quarry).
+    #[arg(long, env = "QUARRY_OIDC_AUDIENCE", requires = "oidc_issuer")]
+    oidc_audience: Option<String>,
+    /// The issuer's key set (JWKS): an https:// URL or a file [default: from discovery].
+    #[arg(long, env = "QUARRY_OIDC_JWKS", requires = "oidc_issuer")]
+    oidc_jwks: Option<String>,
+    /// Map a group of the token's `groups` claim to a role, e.g. secops=analyst (repeatable, most
+    /// privileged first). A `quarry_role` claim wins over groups; `quarry_namespaces` (a list) and
+    /// `quarry_cluster` (a boolean) set the scope.
+    #[arg(
+        long = "oidc-group-role",
+        value_name = "GROUP=ROLE",
+        requires = "oidc_issuer"
+    )]
+    oidc_group_roles: Vec<String>,
+    /// CA bundle for fetching from the issuer [default: the system's].
+    #[arg(long, requires = "oidc_issuer")]
+    oidc_ca: Option<PathBuf>,
+    /// Allow an http:// issuer (a test issuer on loopback only).
+    #[arg(long, requires = "oidc_issuer")]
+    oidc_allow_http: bool,
+}
+
+impl OidcArgs {
+    /// The check of OIDC bearer tokens, when an issuer is configured.
+    fn check(&self) -> Result<Option<quarry_server::auth::OidcCheck>> {
+        use quarry_trust::oidc::{JwksSource, OidcConfig, OidcVerifier};
+        let (Some(issuer), Some(audience)) = (&self.oidc_issuer, &self.oidc_audience) else {
+            return Ok(None);
+        };
+        let jwks = self
+            .oidc_jwks
+            .as_deref()
+            .map_or(JwksSource::Discover, JwksSource::from_flag);
+        let mut cfg = OidcConfig::new(issuer.clone(), audience.clone(), jwks);
+        cfg.allow_insecure_http = self.oidc_allow_http;
+        for g in &self.oidc_group_roles {
+            cfg.group_roles
+                .push(quarry_trust::oidc::parse_group_role(g)?);
+        }
+        let fetcher = quarry_transport::jwks_fetcher(self.oidc_ca.clone())?;
+        let verifier = OidcVerifier::new_deferred(cfg, Some(fetcher))?;
+        match verifier.refresh() {
+            Ok(s) => tracing::info!(issuer = %issuer, keys = s.keys, "OIDC on"),
+            Err(e) => {
+                tracing::error!(issuer = %issuer, "OIDC keys not loaded yet (tokens are refused until they are): {e}")
+            }
+        }
+        let issuer = issuer.clone();
+        Ok(Some(Arc::new(move |token: &str| {
+            // Verifying may fetch the key set: keep it off the async threads' hot path.
+            let id = tokio::task::block_in_place(|| verifier.verify(token)).map_err(|e| {
+                if !e.is_token_error() {
+                    tracing::error!("OIDC: {e}");
+                }
+                format!("OIDC token refused: {e}")
+            })?;
+            Ok(quarry_trust::auth::Principal {
+                name: format!("oidc:{}", id.name),
+                role: id.role,
+                scope: id.role.scope(id.namespaces, id.cluster),
+                method: quarry_trust::auth::Method::Oidc(issuer.clone()),
+            })
+        })))
+    }
+}
+
+/// TLS of the server's listener.
+#[derive(Args, Clone, Default)]
+struct ListenTls {
+    /// Server certificate chain (PEM), e.g. server.pem from `quarry certs init`.
+    #[arg(long, env = "QUARRY_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The server certificate's private key (PEM).
+    #[arg(long, env = "QUARRY_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// CA whose client certificates identify agents (mTLS): a certificate naming node N may send N's
+    /// logs. Revoke one with `quarry certs revoke`.
+    #[arg(long, env = "QUARRY_CLIENT_CA", requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
+    /// Also accept TLS 1.2 (only TLS 1.3 by default).
+    #[arg(long, requires = "tls_cert")]
+    tls12: bool,
+    /// Serve plain HTTP, without TLS: credentials and logs cross the network readable by anyone on
+    /// the path. Only for a loopback test; logged as an error at start.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key", "client_ca"])]
+    insecure: bool,
+}
+
+impl ListenTls {
+    /// The rustls configuration, or `None` with --insecure; revocations come from `auth`.
+    fn config(
+        &self,
+        auth: &Arc<quarry_server::auth::Auth>,
+    ) -> Result<Option<Arc<rustls::ServerConfig>>> {
+        if self.insecure {
+            tracing::error!(
+                "serving plain HTTP (--insecure): tokens and logs cross the network unencrypted; use --tls-cert and --tls-key"
+            );
+            return Ok(None);
+        }
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            bail!(
+                "the server needs --tls-cert and --tls-key (`quarry certs init --out DIR` makes them), \
+                 or --insecure to serve plain HTTP"
+            );
+        };
+        let auth = auth.clone();
+        let cfg = quarry_trust::tls::server_config(&quarry_trust::tls::ServerTls {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: self.client_ca.clone(),
+            tls12: self.tls12,
+            revoked: Some(Arc::new(move |c| {
+                auth.revoked().find(c).map(|r| r.reason.clone())
+            })),
+        })?;
+        Ok(Some(Arc::new(cfg)))
+    }
+}
+
+/// How a client command proves who it is and trusts the server.
+#[derive(Args, Clone, Default)]
+pub(crate) struct Credentials {
+    /// CA bundle (PEM) that signs the server's certificate, for https:// servers (`quarry certs init`
+    /// writes ca.pem).
+    #[arg(long, env = "QUARRY_CA", global = true)]
+    pub(crate) ca: Option<PathBuf>,
+    /// API or OIDC token, sent as `Authorization: Bearer TOKEN` (`quarry token create` makes one).
+    #[arg(long, env = "QUARRY_TOKEN", hide_env_values = true, global = true)]
+    pub(crate) token: Option<String>,
+}
+
+impl Credentials {
+    /// A client of the server at `url` with these credentials.
+    pub(crate) fn client(&self, url: &str) -> Result<Client> {
+        Ok(Client::with_options(
+            url,
+            &quarry_transport::ClientOptions {
+                tls: quarry_trust::tls::ClientTls {
+                    ca: self.ca.clone(),
+                    ..Default::default()
+                },
+                token: self.token.clone(),
+                ..Default::default()
+            },
+        )?)
+    }
 }
 
 #[derive(Args)]
@@ -368,6 +613,12 @@ pub(crate) struct Where {
 struct ImportArgs {
     #[command(flatten)]
     to: Where,
+    #[command(flatten)]
+    credentials: Credentials,
+    #[command(flatten)]
+    master: keys::MasterKeyArgs,
+    #[command(flatten)]
+    integrity: IntegrityArgs,
     /// Parser: auto (detect per file) or one of container, cri, docker, audit, vpcflow, cloudtrail, syslog,
     /// journald (`journalctl -o json`), klog, json, logfmt, text.
     #[arg(long, default_value = "auto")]
@@ -440,10 +691,18 @@ struct QueryArgs {
     #[command(flatten)]
     on: Where,
     #[command(flatten)]
+    credentials: Credentials,
+    #[command(flatten)]
+    master: keys::MasterKeyArgs,
+    #[command(flatten)]
     range: TimeRange,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     format: OutputFormat,
+    /// Search Quarry's access audit (who logged in, searched, hunted, changed alerts or tokens) instead
+    /// of the logs, e.g. 'filter action = "query" | fields @timestamp, actor, query, results'.
+    #[arg(long)]
+    access_audit: bool,
     /// The query, e.g. 'filter action="REJECT" | stats count(*) by srcAddr'.
     query: String,
 }
@@ -556,6 +815,9 @@ fn main() {
         Cmd::Alerts(a) => alerts::run(a),
         Cmd::Hunt(a) => hunt::run(a),
         Cmd::Certs(c) => certs::run(c),
+        Cmd::Token(c) => token::run(c),
+        Cmd::Keys(c) => keys::run_keys(c),
+        Cmd::Verify(a) => verify::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -586,27 +848,54 @@ fn serve(
     store: Store,
     live: Option<Arc<quarry_detect::Live>>,
     listen: SocketAddr,
+    tls: &ListenTls,
+    oidc: &OidcArgs,
+    data_dir: &std::path::Path,
     on_ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
+    let auth = Arc::new(quarry_server::auth::Auth::new(data_dir, oidc.check()?));
+    let tls_config = tls.config(&auth)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let live_handle = live.clone();
-    let state = quarry_server::AppState::with_detection(store.clone(), live);
+    let state = quarry_server::AppState::new(store.clone(), live, auth);
+    let start = quarry_server::auth::AccessRecord {
+        actor: "server".into(),
+        detail: Some(format!(
+            "listen={listen} tls={} mtls={} tls12={} oidc={}",
+            tls_config.is_some(),
+            tls.client_ca.is_some(),
+            tls.tls12,
+            oidc.oidc_issuer.as_deref().unwrap_or("off")
+        )),
+        ..quarry_server::auth::AccessRecord::new("server.start", "", listen, None)
+    };
+    quarry_server::auth::write_access(&store, &start).context("cannot write the access audit")?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
-        tracing::info!(%addr, "serving");
+        tracing::info!(%addr, tls = tls_config.is_some(), "serving");
         on_ready(addr);
-        quarry_server::serve(listener, state, shutdown_signal()).await?;
+        quarry_server::serve(listener, tls_config, state, shutdown_signal()).await?;
         anyhow::Ok(())
     })?;
     drop(rt);
     tracing::info!("shutting down: committing and closing the store");
     store.close()?;
     close_detection(live_handle);
+    // Detection saves its windows and baselines as it closes, after the store's final digest.
+    record_change(
+        data_dir,
+        "detection state saved",
+        "at shutdown".into(),
+        &[
+            "alerts/correlation-state.json",
+            &format!("alerts/{}", quarry_detect::baseline::STATE_FILE),
+        ],
+    );
     Ok(())
 }
 
@@ -623,7 +912,7 @@ fn close_detection(live: Option<Arc<quarry_detect::Live>>) {
 
 fn server(a: ServerArgs) -> Result<()> {
     let live = a.detect.open(&a.store.data_dir)?;
-    let mut cfg = a.store.config();
+    let mut cfg = a.store.config()?;
     cfg.observer = live.clone().map(|l| l as Arc<dyn quarry_store::Observer>);
     let store = Store::open(cfg)?;
     let s = store.stats();
@@ -635,7 +924,15 @@ fn server(a: ServerArgs) -> Result<()> {
         torn_bytes = s.wal_torn_bytes,
         "store open"
     );
-    serve(store, live, a.listen, |_| {})
+    serve(
+        store,
+        live,
+        a.listen,
+        &a.tls,
+        &a.oidc,
+        &a.store.data_dir,
+        |_| {},
+    )
 }
 
 fn progress_bar(total: u64, what: &str) -> ProgressBar {
@@ -672,7 +969,7 @@ fn import(a: ImportArgs) -> Result<()> {
     };
     let summary = match (&a.to.server, &a.to.data_dir) {
         (Some(url), _) => {
-            let client = Client::new(url)?;
+            let client = a.credentials.client(url)?;
             let s = quarry_import::import_paths(
                 &a.paths,
                 &opts,
@@ -687,6 +984,8 @@ fn import(a: ImportArgs) -> Result<()> {
             let live = a.detect.open(dir)?;
             let alerts_before = live.as_ref().map(|l| l.alerts().len());
             let mut cfg = StoreConfig::new(dir);
+            cfg.encryption = a.master.encryption()?;
+            cfg.integrity = Some(a.integrity.config());
             cfg.observer = live.clone().map(|l| l as Arc<dyn quarry_store::Observer>);
             let store = Store::open(cfg)?;
             let s = quarry_import::import_paths(
@@ -766,16 +1065,17 @@ fn print_table(table: &Table, format: OutputFormat) -> Result<()> {
 fn query(a: QueryArgs) -> Result<()> {
     let table = match (&a.on.server, &a.on.data_dir) {
         (Some(url), _) => {
-            let resp = Client::new(url)?.query(&QueryRequest {
+            let resp = a.credentials.client(url)?.query(&QueryRequest {
                 query: a.query.clone(),
                 span: a.range.span(),
+                access_audit: a.access_audit,
             })?;
             Table::from_json(resp.columns, &resp.rows)
         }
         (None, Some(dir)) => {
             let now = quarry_model::time::now_nanos();
             let (from, to) = a.range.resolve(now)?;
-            let store = open_for_reading(dir)?;
+            let store = open_for_reading(dir, &a.master)?;
             let out = quarry_query::run(
                 &store,
                 &a.query,
@@ -783,6 +1083,10 @@ fn query(a: QueryArgs) -> Result<()> {
                     from,
                     to,
                     now_ns: Some(now),
+                    scope: Some(
+                        quarry_model::Scope::all()
+                            .within(&quarry_model::Scope::stream_kinds(a.access_audit)),
+                    ),
                     ..RunOptions::default()
                 },
             );
@@ -796,21 +1100,26 @@ fn query(a: QueryArgs) -> Result<()> {
 
 /// The store in `dir` for reading: opened normally, or read-only (what is committed) when a server
 /// holds it.
-pub(crate) fn open_for_reading(dir: &std::path::Path) -> Result<Store> {
+pub(crate) fn open_for_reading(
+    dir: &std::path::Path,
+    master: &keys::MasterKeyArgs,
+) -> Result<Store> {
     if !dir.join("wal").is_dir() {
         bail!(
             "{} is not a Quarry data directory (no wal/ in it)",
             dir.display()
         );
     }
-    match Store::open(StoreConfig::new(dir)) {
+    let mut cfg = StoreConfig::new(dir);
+    cfg.encryption = master.encryption()?;
+    match Store::open(cfg) {
         Ok(s) => Ok(s),
         Err(StoreError::Locked(_)) => {
             eprintln!(
                 "note: a server holds {}; reading what it has committed (or use --server)",
                 dir.display()
             );
-            Ok(Store::open_read_only(dir)?)
+            Ok(Store::open_read_only_with(dir, master.encryption()?)?)
         }
         Err(e) => Err(e.into()),
     }
@@ -837,6 +1146,7 @@ fn demo(a: DemoArgs) -> Result<()> {
     println!("data directory: {}", dir.display());
     let live = a.detect.open(&dir)?;
     let mut store_cfg = StoreConfig::new(&dir);
+    store_cfg.integrity = Some(quarry_store::integrity::IntegrityConfig::default());
     store_cfg.commit_interval = Duration::from_secs(1);
     store_cfg.observer = live.clone().map(|l| l as Arc<dyn quarry_store::Observer>);
     let store = Store::open(store_cfg)?;
@@ -876,18 +1186,59 @@ fn demo(a: DemoArgs) -> Result<()> {
         close_detection(live);
         return Ok(());
     }
-    serve(store, live, a.listen, |addr| {
-        println!(
-            "\nThe server is up at http://{addr} with this data. Try your own hunt, for example:"
+    // The demo serves as a real server does: TLS with a fresh CA, and an admin token.
+    let certs_dir = tempfile::Builder::new()
+        .prefix("quarry-demo-certs-")
+        .tempdir()?;
+    quarry_trust::certs::init(&quarry_trust::certs::InitOptions {
+        out: certs_dir.path().to_path_buf(),
+        server_names: Vec::new(),
+        nodes: Vec::new(),
+        days: 7,
+        force: false,
+    })?;
+    let (token, _) = quarry_trust::auth::AuthDir::of(&dir).create_token(
+        &quarry_trust::auth::NewToken {
+            name: "demo".into(),
+            role: quarry_trust::auth::Role::Admin,
+            namespaces: None,
+            cluster: true,
+            lifetime_ns: 86_400 * 1_000_000_000,
+        },
+        quarry_model::time::now_nanos(),
+    )?;
+    let tls = ListenTls {
+        tls_cert: Some(certs_dir.path().join("server.pem")),
+        tls_key: Some(certs_dir.path().join("server-key.pem")),
+        ..ListenTls::default()
+    };
+    let ca = certs_dir.path().join("ca.pem");
+    serve(
+        store,
+        live,
+        a.listen,
+        &tls,
+        &OidcArgs::default(),
+        &dir,
+        |addr| {
+            let url = format!("https://{addr}");
+            println!(
+            "\nThe server is up at {url} with this data (TLS, tokens required). Try your own hunt:"
         );
-        println!("  quarry alerts --server http://{addr}");
-        println!("  quarry hunt --server http://{addr} --explain   # the built-in rules over the stored hour");
-        println!("  quarry query --server http://{addr} 'filter verb = \"delete\" | stats count(*) by user.username'");
-        println!("  curl -s http://{addr}/api/v1/query -d '{{\"query\": \"search \\\"{}\\\" | limit 5\"}}'", attack.exfil_ip);
-        println!(
-            "Press Ctrl-C to stop (the data directory is deleted unless you gave --data-dir)."
-        );
-    })
+            println!(
+                "  export QUARRY_SERVER={url} QUARRY_CA={} QUARRY_TOKEN={token}",
+                ca.display()
+            );
+            println!("  quarry alerts");
+            println!("  quarry hunt --explain   # the built-in rules over the stored hour");
+            println!("  quarry query 'filter verb = \"delete\" | stats count(*) by user.username'");
+            println!("  curl -s --cacert $QUARRY_CA -H \"Authorization: Bearer $QUARRY_TOKEN\" $QUARRY_SERVER/api/v1/query -d '{{\"query\": \"search \\\"{}\\\" | limit 5\"}}'", attack.exfil_ip);
+            println!("  quarry query 'filter @source = \"access\" | fields @timestamp, actor, action, results'   # who looked at what");
+            println!(
+                "Press Ctrl-C to stop (the data directory is deleted unless you gave --data-dir)."
+            );
+        },
+    )
 }
 
 /// What live detection raised while the demo's data went in, most severe first.
@@ -943,6 +1294,10 @@ fn agent(a: AgentArgs, config: Option<&std::path::Path>) -> Result<()> {
         None => quarry_agent::AgentConfig::default(),
     };
     cfg.server = a.server;
+    cfg.ca = a.ca.or(cfg.ca);
+    cfg.cert = a.cert.or(cfg.cert);
+    cfg.key = a.key.or(cfg.key);
+    cfg.token = a.token.or(cfg.token);
     cfg.state_dir = a.state_dir;
     if let Some(p) = a.pods_root {
         cfg.pods_root = p;

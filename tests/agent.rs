@@ -175,7 +175,7 @@ fn write_pods(
 /// its file's order, and that the agent gave nothing up.
 fn check_each_line_once(url: &str, agent: &Agent) {
     let expected = PODS as u64 * LINES;
-    let client = quarry_transport::Client::new(url).unwrap();
+    let client = common::client(url);
     let started = Instant::now();
     loop {
         client.commit().unwrap();

@@ -173,6 +173,7 @@ fn alerts_reach_webhook_slack_alertmanager_and_cef_and_keep_their_lifecycle() {
     let body = std::fs::read(EXEC_TRACE).unwrap();
     let started = Instant::now();
     let out = Command::new("curl")
+        .args(["-H", &common::auth_header()])
         .args(["-sf", "-X", "POST", "--data-binary"])
         .arg(format!("@{EXEC_TRACE}"))
         .arg(format!("{}/api/v1/ingest?kind=audit", server.url))
@@ -270,6 +271,7 @@ fn alerts_reach_webhook_slack_alertmanager_and_cef_and_keep_their_lifecycle() {
     assert_eq!(dl["sink"], "webhook");
     assert_eq!(dl["alert"]["id"], id.as_str());
     let metrics = Command::new("curl")
+        .args(["-H", &common::auth_header()])
         .args(["-sf", &format!("{}/metrics", server.url)])
         .output()
         .unwrap();
@@ -287,6 +289,7 @@ fn alerts_reach_webhook_slack_alertmanager_and_cef_and_keep_their_lifecycle() {
         "{metrics}"
     );
     let bad_filter = Command::new("curl")
+        .args(["-H", &common::auth_header()])
         .args(["-s", "-w", "\n%{http_code}"])
         .arg(format!("{}/api/v1/alerts?min_level=severe", server.url))
         .output()
@@ -333,6 +336,7 @@ fn alerts_reach_webhook_slack_alertmanager_and_cef_and_keep_their_lifecycle() {
     );
     assert_eq!(status, 400, "{answer}");
     let missing = Command::new("curl")
+        .args(["-H", &common::auth_header()])
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
         .arg(format!("{}/api/v1/alerts/a-0000000000000000", server.url))
         .output()
@@ -349,7 +353,8 @@ fn alerts_reach_webhook_slack_alertmanager_and_cef_and_keep_their_lifecycle() {
         .unwrap();
     let shown: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
     assert_eq!(shown["state"], "acknowledged");
-    assert_eq!(shown["history"][0]["by"], "alice");
+    // Who acted is the authenticated caller; the `--by` given is kept beside it.
+    assert_eq!(shown["history"][0]["by"], "token:tests (as alice)");
     assert_eq!(shown["history"][0]["note"], "on it");
     let close = quarry()
         .args(["alerts", "--data-dir"])
@@ -436,6 +441,7 @@ fn threat_intelligence_indicators_raise_alerts_on_ingest() {
     indicators.sort();
     assert_eq!(indicators, ["\"203.0.113.64/26\"", "\"203.0.113.66\""]);
     let metrics = Command::new("curl")
+        .args(["-H", &common::auth_header()])
         .args(["-sf", &format!("{}/metrics", server.url)])
         .output()
         .unwrap();

@@ -37,7 +37,7 @@ fn acknowledged_batches_survive_sigkill_and_none_is_partial() {
             let acked = acked.clone();
             let first = next + w * 100_000;
             writers.push(std::thread::spawn(move || {
-                let client = quarry_transport::Client::new(&url).unwrap();
+                let client = common::client(&url);
                 for k in first.. {
                     let params = IngestParams {
                         kind: Some(quarry_model::Kind::Text),
@@ -102,6 +102,7 @@ fn acknowledged_batches_survive_sigkill_and_none_is_partial() {
 
 fn reqwest_text(url: &str) -> String {
     let out = std::process::Command::new("curl")
+        .args(["-H", &common::auth_header()])
         .args(["-sf", url])
         .output()
         .unwrap();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{free_port, quarry, query};
+use common::{free_port, quarry};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -38,6 +38,21 @@ fn demo_hunts_down_the_attack_then_serves_the_data() {
             "demo too slow:\n{out}"
         );
     }
+    // The next line says how to reach the server: its CA and an admin token.
+    let export = lines.next().unwrap().unwrap();
+    let setting = |name: &str| -> String {
+        export
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} in {export:?}"))
+            .to_string()
+    };
+    let (url, ca, token) = (
+        setting("QUARRY_SERVER"),
+        setting("QUARRY_CA"),
+        setting("QUARRY_TOKEN"),
+    );
+    assert_eq!(url, format!("https://127.0.0.1:{port}"));
     // Keep reading what the demo prints while it serves (a closed pipe would make its next print fail).
     std::thread::spawn(move || lines.for_each(drop));
     // The hunt found each step: the probing address, the stolen token's secrets, the exec, the
@@ -98,12 +113,29 @@ fn demo_hunts_down_the_attack_then_serves_the_data() {
         "{out}"
     );
 
-    // The data stays served.
-    let rows = query(
-        &format!("http://127.0.0.1:{port}"),
-        r#"search "198.51.100.77" | stats count(*) as n"#,
-    );
+    // The data stays served, over TLS and only to callers with a token.
+    let client = |token: Option<&str>| {
+        quarry_transport::Client::with_options(
+            &url,
+            &quarry_transport::ClientOptions {
+                tls: quarry_trust::tls::ClientTls {
+                    ca: Some(ca.clone().into()),
+                    ..Default::default()
+                },
+                token: token.map(str::to_string),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    let q = quarry_transport::QueryRequest {
+        query: r#"search "198.51.100.77" | stats count(*) as n"#.into(),
+        ..Default::default()
+    };
+    let rows = client(Some(&token)).query(&q).unwrap().rows;
     assert_eq!(rows[0]["n"], 13);
+    let refused = client(None).query(&q).unwrap_err().to_string();
+    assert!(refused.contains("401"), "{refused}");
     let pid = child.id().to_string();
     std::process::Command::new("kill")
         .args(["-TERM", &pid])

@@ -317,6 +317,7 @@ fn ingest_api_answers_and_refuses_clearly() {
     assert_eq!(rows[0]["@message"], "{not json");
 
     let metrics = std::process::Command::new("curl")
+        .args(["-H", &common::auth_header()])
         .args(["-sf", &format!("{url}/metrics")])
         .output()
         .unwrap();
@@ -347,7 +348,7 @@ fn a_configuration_file_sets_defaults_and_refuses_unknown_keys() {
     )
     .unwrap();
     let mut child = quarry()
-        .args(["server", "--log", "warn", "--config"])
+        .args(["server", "--insecure", "--log", "warn", "--config"])
         .arg(&cfg)
         .spawn()
         .unwrap();

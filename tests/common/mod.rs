@@ -4,13 +4,77 @@
 
 use std::io::Write;
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The binary under test.
+/// The binary under test, with the tests' admin token in `QUARRY_TOKEN` (so `--server` commands
+/// authenticate as a user would).
 pub fn quarry() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_quarry"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_quarry"));
+    c.env("QUARRY_TOKEN", admin_token());
+    c
+}
+
+/// A directory whose `auth/tokens.json` holds one admin token, made once per test process with
+/// `quarry token create`, and the token.
+fn token_template() -> &'static (PathBuf, String) {
+    static T: OnceLock<(PathBuf, String)> = OnceLock::new();
+    T.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let out = Command::new(env!("CARGO_BIN_EXE_quarry"))
+            .args([
+                "token",
+                "create",
+                "--role",
+                "admin",
+                "--name",
+                "tests",
+                "--data-dir",
+            ])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        (dir, token)
+    })
+}
+
+/// The admin token every test server accepts.
+pub fn admin_token() -> &'static str {
+    &token_template().1
+}
+
+/// `Authorization: Bearer` with the admin token, as a curl `-H` argument.
+pub fn auth_header() -> String {
+    format!("Authorization: Bearer {}", admin_token())
+}
+
+/// Gives a data directory the tests' admin token (unless it has tokens already).
+pub fn install_token(dir: &Path) {
+    let to = dir.join("auth/tokens.json");
+    if !to.exists() {
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(token_template().0.join("auth/tokens.json"), to).unwrap();
+    }
+}
+
+/// A client of `url` with the admin token.
+pub fn client(url: &str) -> quarry_transport::Client {
+    quarry_transport::Client::with_options(
+        url,
+        &quarry_transport::ClientOptions {
+            token: Some(admin_token().to_string()),
+            ..Default::default()
+        },
+    )
+    .unwrap()
 }
 
 /// A free TCP port on loopback.
@@ -34,10 +98,11 @@ impl Server {
         Server::start_on(dir, free_port(), extra)
     }
 
-    /// Starts a server on `dir` listening on `port`.
+    /// Starts a server on `dir` listening on `port` in plain HTTP (the TLS tests start their own).
     pub fn start_on(dir: &Path, port: u16, extra: &[&str]) -> Server {
+        install_token(dir);
         let child = quarry()
-            .args(["server", "--data-dir"])
+            .args(["server", "--insecure", "--data-dir"])
             .arg(dir)
             .args(["--listen", &format!("127.0.0.1:{port}"), "--log", "warn"])
             .args(extra)
@@ -58,9 +123,9 @@ impl Server {
         Server { child, url }
     }
 
-    /// A client of this server.
+    /// A client of this server, with the admin token.
     pub fn client(&self) -> quarry_transport::Client {
-        quarry_transport::Client::new(&self.url).unwrap()
+        client(&self.url)
     }
 
     /// Kills the server with SIGKILL (no chance to flush anything).
@@ -87,7 +152,7 @@ impl Drop for Server {
 
 /// Runs a query against a server and returns the rows.
 pub fn query(url: &str, q: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
-    let c = quarry_transport::Client::new(url).unwrap();
+    let c = client(url);
     c.query(&quarry_transport::QueryRequest {
         query: q.to_string(),
         ..Default::default()
@@ -96,9 +161,11 @@ pub fn query(url: &str, q: &str) -> Vec<serde_json::Map<String, serde_json::Valu
     .rows
 }
 
-/// POSTs `body` with curl (a real HTTP client); returns the status and the answer's body.
+/// POSTs `body` with curl (a real HTTP client) and the admin token; returns the status and the answer's
+/// body.
 pub fn post(url: &str, headers: &[&str], body: &[u8]) -> (u16, String) {
     let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-H", &auth_header()]);
     cmd.args([
         "-s",
         "-o",

@@ -11,8 +11,17 @@ use std::time::Duration;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentConfig {
-    /// The server's base URL.
+    /// The server's base URL (`https://` with `ca`).
     pub server: String,
+    /// CA bundle that signs the server's certificate.
+    pub ca: Option<PathBuf>,
+    /// This node's client certificate (mTLS; `quarry certs init --node NAME` writes `agent-NAME.pem`).
+    pub cert: Option<PathBuf>,
+    /// Its private key.
+    pub key: Option<PathBuf>,
+    /// An API token with the ingest role, when the node has no certificate.
+    #[serde(skip_serializing)]
+    pub token: Option<String>,
     /// Where checkpoints and the disk queue live (a hostPath in the DaemonSet).
     pub state_dir: PathBuf,
     /// The kubelet's pod log directory (`/var/log/pods`).
@@ -72,6 +81,10 @@ impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
             server: "http://127.0.0.1:7700".into(),
+            ca: None,
+            cert: None,
+            key: None,
+            token: None,
             state_dir: "/var/lib/quarry-agent".into(),
             pods_root: "/var/log/pods".into(),
             containers_root: Some("/var/log/containers".into()),

@@ -118,7 +118,28 @@ pub fn run(
     } else {
         None
     };
-    let client = quarry_transport::Client::with_timeout(&cfg.server, Duration::from_secs(120))?;
+    let identity = match (&cfg.cert, &cfg.key) {
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        (None, None) => None,
+        _ => {
+            return Err(AgentError::Config(config::ConfigError::Invalid {
+                key: "cert/key".into(),
+                reason: "give both the node's certificate and its key, or neither".into(),
+            }))
+        }
+    };
+    let client = quarry_transport::Client::with_options(
+        &cfg.server,
+        &quarry_transport::ClientOptions {
+            timeout: Duration::from_secs(120),
+            tls: quarry_trust::tls::ClientTls {
+                ca: cfg.ca.clone(),
+                identity,
+                tls12: false,
+            },
+            token: cfg.token.clone(),
+        },
+    )?;
     let checkpoint_path = cfg.state_dir.join("checkpoint.json");
     let cp = checkpoint::load(&checkpoint_path)?;
     let registry = Arc::new(

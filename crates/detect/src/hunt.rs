@@ -594,6 +594,9 @@ pub struct HuntOptions {
     /// Also report the matches of rules that only feed correlations (Sigma's `generate: false`), as
     /// `quarry rules test` does; by default they are counted per rule but, as in live alerts, not listed.
     pub base_matches: bool,
+    /// Only events this scope allows are read (planned into the scan), so rules and correlations never
+    /// see the rest; `None` reads everything.
+    pub scope: Option<quarry_model::Scope>,
 }
 
 impl Default for HuntOptions {
@@ -603,6 +606,7 @@ impl Default for HuntOptions {
             to: i64::MAX,
             max_hits: 10_000,
             base_matches: false,
+            scope: None,
         }
     }
 }
@@ -710,6 +714,7 @@ pub fn hunt(
         &RunOptions {
             from: opts.from,
             to: opts.to,
+            scope: opts.scope.clone(),
             ..RunOptions::default()
         },
         &mut |source, ev| {

@@ -397,6 +397,7 @@ pub(crate) fn default_entity(source: &Source, ev: &Event) -> String {
             (Some(ns), Some(pod)) => format!("{ns}/{pod}"),
             _ => String::new(),
         },
+        Kind::Access => first(&["actor"]),
         Kind::Json | Kind::Text => String::new(),
     }
 }

@@ -25,11 +25,14 @@ pub enum Kind {
     /// Plain text lines.
     #[default]
     Text,
+    /// Quarry's own access audit: who queried, hunted, changed alerts or tokens, and when. Written only by
+    /// the server, never accepted from clients.
+    Access,
 }
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Container,
         Kind::Audit,
         Kind::VpcFlow,
@@ -37,6 +40,7 @@ impl Kind {
         Kind::Syslog,
         Kind::Json,
         Kind::Text,
+        Kind::Access,
     ];
 
     /// The kind's name as used in the API, the CLI and `@source`.
@@ -49,6 +53,7 @@ impl Kind {
             Kind::Syslog => "syslog",
             Kind::Json => "json",
             Kind::Text => "text",
+            Kind::Access => "access",
         }
     }
 
@@ -71,7 +76,7 @@ impl fmt::Display for Kind {
 
 /// A kind name that is not one of [`Kind::ALL`].
 #[derive(Debug, thiserror::Error)]
-#[error("unknown source kind {0:?}: expected one of container, audit, vpcflow, cloudtrail, syslog, json, text")]
+#[error("unknown source kind {0:?}: expected one of container, audit, vpcflow, cloudtrail, syslog, json, text, access")]
 pub struct ParseKindError(pub String);
 
 impl FromStr for Kind {

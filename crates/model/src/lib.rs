@@ -7,10 +7,12 @@
 
 mod fields;
 mod kind;
+mod scope;
 pub mod time;
 
 pub use fields::{flatten_json, Fields, Value, MAX_FIELDS};
 pub use kind::{Kind, ParseKindError};
+pub use scope::{Scope, NAMESPACE_FIELDS};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

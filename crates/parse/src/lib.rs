@@ -143,7 +143,7 @@ impl Format {
             Kind::VpcFlow => Format::VpcFlow,
             Kind::CloudTrail => Format::CloudTrail,
             Kind::Syslog => Format::Syslog,
-            Kind::Json => Format::Json,
+            Kind::Json | Kind::Access => Format::Json,
             Kind::Text => Format::Text,
         }
     }

@@ -12,7 +12,7 @@ use crate::eval::{compare, parse_num, Env, Rec, Val};
 use crate::pipeline::{Options, Pipeline, Table};
 use crate::plan::{is_builtin, Leaf, Plan, Push, Target};
 use crate::{parse_query, Row};
-use quarry_model::{Event, Kind, Value};
+use quarry_model::{Event, Kind, Scope, Value};
 use quarry_store::block::{BlockMeta, StoredEvent};
 use quarry_store::partition::PartView;
 use quarry_store::read::{block_range, block_starts, materialize, read_block};
@@ -38,6 +38,9 @@ pub struct RunOptions {
     pub max_rows: usize,
     /// The time `now()` and relative ranges use; the clock when `None`.
     pub now_ns: Option<i64>,
+    /// What the caller may see: its filter is planned with the query (see [`Scope::filter_text`]), so
+    /// events outside it are never read. `None` restricts nothing.
+    pub scope: Option<Scope>,
 }
 
 impl Default for RunOptions {
@@ -47,8 +50,25 @@ impl Default for RunOptions {
             to: i64::MAX,
             max_rows: Options::default().max_rows,
             now_ns: None,
+            scope: None,
         }
     }
+}
+
+/// `query` with the scope's filter put first, so it is planned (pushed into the index) and evaluated
+/// before anything else.
+pub(crate) fn scoped(mut query: Query, scope: Option<&Scope>) -> Result<Query, QueryError> {
+    if let Some(text) = scope.and_then(Scope::filter_text) {
+        let mut commands = parse_query(&text)?.commands;
+        commands.append(&mut query.commands);
+        query.commands = commands;
+    }
+    Ok(query)
+}
+
+/// The kinds a scope leaves searchable (`None`: every kind).
+pub(crate) fn scope_kinds(scope: Option<&Scope>) -> Option<Vec<Kind>> {
+    scope.and_then(|s| s.kinds.clone())
 }
 
 /// How a query ran.
@@ -110,7 +130,7 @@ impl From<std::io::Error> for RunError {
 /// Parses and runs a query over the store.
 pub fn run(store: &Store, text: &str, opts: &RunOptions) -> Result<RunOutput, RunError> {
     let start = Instant::now();
-    let query = parse_query(text)?;
+    let query = scoped(parse_query(text)?, opts.scope.as_ref())?;
     let now = opts.now_ns.unwrap_or_else(quarry_model::time::now_nanos);
     let mut pipeline = Pipeline::with_options(
         &query,
@@ -122,7 +142,11 @@ pub fn run(store: &Store, text: &str, opts: &RunOptions) -> Result<RunOutput, Ru
     )?;
     let order = query.execution_order();
     let plan = Plan::new(&order)?;
-    let views = store.views(None, opts.from, opts.to);
+    let views = store.views(
+        scope_kinds(opts.scope.as_ref()).as_deref(),
+        opts.from,
+        opts.to,
+    );
     let columnar = columnar_ok(&query, &views);
     let ordered = needs_order(&order);
     let mut stats = RunStats {

@@ -6,11 +6,11 @@
 //! segment and reads each candidate event once. The caller then evaluates its rules exactly on the
 //! events it is given, so the filters only decide how much is read, never what matches.
 
-use crate::ast::Command;
+use crate::ast::{Command, Query};
 use crate::error::QueryError;
 use crate::parse_query;
 use crate::plan::Plan;
-use crate::run::{Bits, RunError, RunOptions, Seg};
+use crate::run::{scoped, Bits, RunError, RunOptions, Seg};
 use quarry_model::{Event, Kind, Source};
 use quarry_store::read::{block_of, block_starts, materialize, read_block};
 use quarry_store::{Store, StoreError};
@@ -46,7 +46,8 @@ pub struct ScanStats {
 }
 
 /// Plans `filters`, then calls `visit` with every event of the time range that at least one of them
-/// leaves, with the source it was stored under, segment by segment.
+/// leaves, with the source it was stored under, segment by segment. Events outside `opts.scope` are
+/// neither planned in nor visited.
 pub fn scan(
     store: &Store,
     filters: &[ScanFilter],
@@ -56,12 +57,17 @@ pub fn scan(
     let start = Instant::now();
     let now = opts.now_ns.unwrap_or_else(quarry_model::time::now_nanos);
     let mut plans = Vec::with_capacity(filters.len());
+    let scope = opts.scope.as_ref();
     for f in filters {
-        if f.query.trim().is_empty() {
+        if f.query.trim().is_empty() && scope.is_none_or(|s| s.is_all()) {
             plans.push(Plan::everything());
             continue;
         }
-        let q = parse_query(&f.query)?;
+        let q = if f.query.trim().is_empty() {
+            Query { commands: vec![] }
+        } else {
+            parse_query(&f.query)?
+        };
         if let Some(c) = q
             .commands
             .iter()
@@ -76,9 +82,13 @@ pub fn scan(
             )
             .into());
         }
-        plans.push(Plan::new(&q)?);
+        plans.push(Plan::new(&scoped(q, scope)?)?);
     }
-    let mut kinds: Vec<Kind> = filters.iter().flat_map(|f| f.kinds.clone()).collect();
+    let mut kinds: Vec<Kind> = filters
+        .iter()
+        .flat_map(|f| f.kinds.clone())
+        .filter(|k| scope.is_none_or(|s| s.allows_kind(*k)))
+        .collect();
     kinds.sort_by_key(|k| k.code());
     kinds.dedup();
     let views = store.views(Some(&kinds), opts.from, opts.to);
@@ -103,7 +113,13 @@ pub fn scan(
                 union.or(&hits);
             }
             stats.candidates += union.count();
-            read_events(&seg, &union, &mut stats.blocks_read, visit)?;
+            // The plan may leave a superset; the scope is checked exactly on every event read.
+            let mut in_scope = |src: &Source, e: &Event| {
+                if scope.is_none_or(|s| s.allows_event(src, e)) {
+                    visit(src, e)
+                }
+            };
+            read_events(&seg, &union, &mut stats.blocks_read, &mut in_scope)?;
         }
     }
     stats.elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;

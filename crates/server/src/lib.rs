@@ -22,19 +22,29 @@
 //!
 //! Bad requests get a 4xx with a JSON `{"error": ...}` body; nothing on the request path panics on input.
 //!
-//! Dependencies: axum/tokio (HTTP), serde_urlencoded (ingest parameters with precise errors),
-//! zstd/flate2 (request bodies), tracing (request logs).
+//! Every route but `/healthz` needs credentials and a role that permits it ([`auth`]); queries, hunts and
+//! alerts only ever show what the caller's namespace scope allows (the scope is planned into the query);
+//! and every access is written to the access audit ([`auth::AccessLog`]). [`listen`] serves over TLS, or
+//! plain TCP only when asked.
+//!
+//! Dependencies: axum/tokio (HTTP), tokio-rustls/rustls (TLS), serde_urlencoded (ingest parameters with
+//! precise errors), zstd/flate2 (request bodies), parking_lot (caches of the token files), tracing
+//! (request logs).
 
+pub mod auth;
+pub mod listen;
+
+use auth::{AccessLog, AccessRecord, Auth, Caller};
 use axum::body::Bytes;
 use axum::extract::Path;
-use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, Extension, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use quarry_detect::alerts::{alert_json, AlertError, AlertFilter, AlertState};
 use quarry_detect::Live;
-use quarry_model::{Event, Kind};
+use quarry_model::{Event, Kind, Source};
 use quarry_parse::{Decoder, Format};
 use quarry_query::{parse_time_range, run, RunError, RunOptions};
 use quarry_store::wal::{BatchKey, WalError};
@@ -71,24 +81,45 @@ pub struct AppState {
     live: Option<Arc<Live>>,
     metrics: HttpMetrics,
     started: Instant,
+    auth: Arc<Auth>,
+    access: AccessLog,
+    tls: Arc<listen::TlsMetrics>,
 }
 
 impl AppState {
-    /// State over an open store, without detection.
-    pub fn new(store: Store) -> Arc<AppState> {
-        AppState::with_detection(store, None)
-    }
-
-    /// State over an open store whose observer is `live` (its alerts are served under /api/v1/alerts).
-    pub fn with_detection(store: Store, live: Option<Arc<Live>>) -> Arc<AppState> {
+    /// State over an open store, with the tokens and revocations of `data_dir`; `live` is the store's
+    /// observer (its alerts are served under /api/v1/alerts).
+    pub fn new(store: Store, live: Option<Arc<Live>>, auth: Arc<Auth>) -> Arc<AppState> {
         Arc::new(AppState {
+            access: AccessLog::new(store.clone()),
             store,
             live,
             metrics: HttpMetrics::default(),
             started: Instant::now(),
+            auth,
+            tls: Arc::default(),
         })
     }
+
+    /// The access audit.
+    pub fn access(&self) -> &AccessLog {
+        &self.access
+    }
 }
+
+/// Every route's path, as given to the router (a test checks the two agree).
+pub const ROUTES: [&str; 10] = [
+    "/healthz",
+    "/metrics",
+    "/api/v1/ingest",
+    "/api/v1/ingest/streams",
+    "/api/v1/query",
+    "/api/v1/stats",
+    "/api/v1/hunt",
+    "/api/v1/commit",
+    "/api/v1/alerts",
+    "/api/v1/alerts/{id}",
+];
 
 /// The API's routes.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -109,23 +140,47 @@ pub fn router(state: Arc<AppState>) -> Router {
                 "no such route: see the README for the API".into(),
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` completes.
+/// Serves the API on `listener` until `shutdown` completes: over TLS with `tls`, else in plain text
+/// (which the caller must have been asked for explicitly).
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let app = router(state.clone());
+    match tls {
+        Some(cfg) => {
+            let listener = listen::TlsListener::new(listener, cfg, state.tls.clone())?;
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<listen::Peer>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
+        }
+        None => {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<listen::Peer>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
+        }
+    }
 }
 
 /// An error answer: a status and a message, sent as `{"error": message}`.
-struct HttpError(StatusCode, String);
+#[derive(Debug)]
+pub struct HttpError(StatusCode, String);
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
@@ -248,14 +303,46 @@ fn native_records(records: Vec<NativeRecord>) -> (Vec<Event>, Format) {
     (events, format)
 }
 
+/// Refuses sources a caller may not send: the access audit's kind (only the server writes it), and, for
+/// an agent authenticated by its certificate, logs of another node (its own node is filled in when the
+/// batch names none).
+fn check_source(caller: &Caller, source: &mut Source) -> Result<(), HttpError> {
+    if source.kind == Kind::Access {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "events of kind access are written only by the server (they are its access audit)"
+                .into(),
+        ));
+    }
+    if let quarry_trust::auth::Method::Certificate(_) = caller.principal.method {
+        let node = caller
+            .principal
+            .name
+            .strip_prefix("node:")
+            .unwrap_or(&caller.principal.name);
+        match &source.node {
+            None => source.node = Some(node.to_string()),
+            Some(n) if n == node => {}
+            Some(n) => {
+                return Err(error(
+                    StatusCode::FORBIDDEN,
+                    format!("the certificate of node {node} may not send logs of node {n}"),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn ingest(
     State(st): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, HttpError> {
     st.metrics.ingest_requests.fetch_add(1, Ordering::Relaxed);
-    let result = ingest_batch(&st, q, &headers, &body).await;
+    let result = ingest_batch(&st, caller, q, &headers, &body).await;
     if result.is_err() {
         st.metrics.ingest_rejected.fetch_add(1, Ordering::Relaxed);
     }
@@ -264,6 +351,7 @@ async fn ingest(
 
 async fn ingest_batch(
     st: &AppState,
+    caller: Caller,
     q: Option<String>,
     headers: &HeaderMap,
     body: &[u8],
@@ -306,14 +394,14 @@ async fn ingest_batch(
             (events, d.format())
         };
         let kind: Kind = params.kind.unwrap_or_else(|| used.kind());
+        let mut source = params.source(kind);
+        check_source(&caller, &mut source)?;
         let key = BatchKey {
             batch_id: params.batch_id.clone(),
             source_id: params.source_id.clone(),
             seq: params.seq,
         };
-        let done = store
-            .ingest(key, &params.source(kind), events)
-            .map_err(store_error)?;
+        let done = store.ingest(key, &source, events).map_err(store_error)?;
         Ok(IngestResponse {
             events: done.events,
             parse_errors: done.parse_errors,
@@ -328,11 +416,12 @@ async fn ingest_batch(
 
 async fn ingest_streams(
     State(st): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, HttpError> {
     st.metrics.ingest_requests.fetch_add(1, Ordering::Relaxed);
-    let result = ingest_stream_sections(&st, &headers, &body).await;
+    let result = ingest_stream_sections(&st, &caller, &headers, &body).await;
     if result.is_err() {
         st.metrics.ingest_rejected.fetch_add(1, Ordering::Relaxed);
     }
@@ -343,6 +432,7 @@ async fn ingest_streams(
 /// WAL's group commit covers them together.
 async fn ingest_stream_sections(
     st: &AppState,
+    caller: &Caller,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, HttpError> {
@@ -350,8 +440,11 @@ async fn ingest_stream_sections(
     st.metrics
         .ingest_bytes
         .fetch_add(body.len() as u64, Ordering::Relaxed);
-    let sections = quarry_transport::decode_streams(&body)
+    let mut sections = quarry_transport::decode_streams(&body)
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad streams batch: {e}")))?;
+    for (h, _) in &mut sections {
+        check_source(caller, &mut h.source)?;
+    }
     let mut response = StreamsResponse {
         sections: sections.len() as u64,
         ..StreamsResponse::default()
@@ -411,25 +504,101 @@ fn live(st: &AppState) -> Result<&Arc<Live>, HttpError> {
     })
 }
 
+/// True when every namespace an alert's evidence names is in the caller's scope (or it names none and
+/// cluster-scoped events are granted). Alerts are never of the access audit's kind.
+fn alert_visible(caller: &Caller, a: &quarry_detect::alerts::Alert) -> bool {
+    let scope = &caller.principal.scope;
+    if scope.is_all() {
+        return true;
+    }
+    let mut names: Vec<String> = a.namespace.iter().cloned().collect();
+    for e in &a.evidence {
+        collect_namespaces(e, &mut names);
+    }
+    scope.allows(Kind::Audit, names.iter().map(String::as_str))
+}
+
+/// Namespaces named in an evidence record: raw audit events (`objectRef.namespace`), Quarry's flat form
+/// (`kubernetes.namespace`), Fluent Bit's (`kubernetes.namespace_name`), and the events of correlations.
+fn collect_namespaces(v: &serde_json::Value, out: &mut Vec<String>) {
+    let serde_json::Value::Object(m) = v else {
+        if let serde_json::Value::Array(items) = v {
+            items.iter().for_each(|i| collect_namespaces(i, out));
+        }
+        return;
+    };
+    for path in quarry_model::NAMESPACE_FIELDS {
+        let direct = m.get(path);
+        let nested = path
+            .split_once('.')
+            .and_then(|(a, b)| m.get(a).and_then(|o| o.get(b)));
+        for x in [direct, nested].into_iter().flatten() {
+            if let Some(s) = x.as_str() {
+                out.push(s.to_string());
+            }
+        }
+    }
+    if let Some(events) = m.get("events") {
+        collect_namespaces(events, out);
+    }
+}
+
 async fn list_alerts(
     State(st): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, HttpError> {
-    let filter: AlertFilter = serde_urlencoded::from_str(q.as_deref().unwrap_or(""))
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad alert filter: {e}")))?;
-    let alerts = live(&st)?.alerts().list(&filter);
-    let body: Vec<serde_json::Value> = alerts.iter().map(|a| alert_json(a, false)).collect();
-    Ok(Json(body).into_response())
+    let mut rec = AccessRecord::by(&caller, "alerts.list", "/api/v1/alerts");
+    rec.query = q.clone();
+    let result = (|| {
+        let filter: AlertFilter = serde_urlencoded::from_str(q.as_deref().unwrap_or(""))
+            .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad alert filter: {e}")))?;
+        let alerts = live(&st)?.alerts().list(&filter);
+        let body: Vec<serde_json::Value> = alerts
+            .iter()
+            .filter(|a| alert_visible(&caller, a))
+            .map(|a| alert_json(a, false))
+            .collect();
+        rec.results = Some(body.len() as u64);
+        Ok(Json(body).into_response())
+    })();
+    audited(&st, rec, result).await
+}
+
+/// An alert the caller may see: 404 when there is none, 403 when it is outside the caller's scope.
+fn visible_alert(
+    st: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<quarry_detect::alerts::Alert, HttpError> {
+    let a = live(st)?
+        .alerts()
+        .get(id)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no alert {id:?}")))?;
+    if !alert_visible(caller, &a) {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "alert {id} concerns namespaces outside the scope of {}",
+                caller.principal.name
+            ),
+        ));
+    }
+    Ok(a)
 }
 
 async fn get_alert(
     State(st): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, HttpError> {
-    match live(&st)?.alerts().get(&id) {
-        Some(a) => Ok(Json(alert_json(&a, true)).into_response()),
-        None => Err(error(StatusCode::NOT_FOUND, format!("no alert {id:?}"))),
-    }
+    let mut rec = AccessRecord::by(&caller, "alert.read", "/api/v1/alerts/{id}");
+    rec.target = Some(id.clone());
+    let result = visible_alert(&st, &caller, &id).map(|a| {
+        rec.results = Some(a.evidence.len() as u64);
+        Json(alert_json(&a, true)).into_response()
+    });
+    audited(&st, rec, result).await
 }
 
 /// Body of `POST /api/v1/alerts/{id}`.
@@ -445,11 +614,26 @@ struct AlertUpdate {
 
 async fn update_alert(
     State(st): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, HttpError> {
-    let live = live(&st)?.clone();
-    let u: AlertUpdate = serde_json::from_slice(&body).map_err(|e| {
+    let mut rec = AccessRecord::by(&caller, "alert.update", "/api/v1/alerts/{id}");
+    rec.target = Some(id.clone());
+    let result = change_alert(&st, &caller, id, &body, &mut rec).await;
+    audited(&st, rec, result).await
+}
+
+async fn change_alert(
+    st: &AppState,
+    caller: &Caller,
+    id: String,
+    body: &[u8],
+    rec: &mut AccessRecord,
+) -> Result<Response, HttpError> {
+    visible_alert(st, caller, &id)?;
+    let live = live(st)?.clone();
+    let u: AlertUpdate = serde_json::from_slice(body).map_err(|e| {
         error(
             StatusCode::BAD_REQUEST,
             format!(
@@ -457,11 +641,16 @@ async fn update_alert(
             ),
         )
     })?;
+    rec.detail = Some(format!("state={}", u.state));
     let state: AlertState = u
         .state
         .parse()
         .map_err(|e: String| error(StatusCode::BAD_REQUEST, e))?;
-    let by = u.by.unwrap_or_else(|| "api".into());
+    // The authenticated caller is who acted; a `by` in the body is kept as what they said.
+    let by = match u.by {
+        Some(b) if b != caller.principal.name => format!("{} (as {b})", caller.principal.name),
+        _ => caller.principal.name.clone(),
+    };
     let now = quarry_model::time::now_nanos();
     let updated = blocking(move || live.alerts().transition(&id, state, &by, u.note, now))
         .await?
@@ -485,37 +674,78 @@ fn store_error(e: StoreError) -> HttpError {
     }
 }
 
-async fn query(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Response, HttpError> {
+async fn query(
+    State(st): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Result<Response, HttpError> {
     st.metrics.queries.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
-    let result = run_query_request(&body, st.store.clone()).await;
+    let mut rec = AccessRecord::by(&caller, "query", "/api/v1/query");
+    let result = run_query_request(&body, st.store.clone(), &caller, &mut rec).await;
     st.metrics
         .query_micros
         .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
     if result.is_err() {
         st.metrics.query_errors.fetch_add(1, Ordering::Relaxed);
     }
+    audited(&st, rec, result).await
+}
+
+/// Records `rec` (with the status of `result`) in the access audit, then answers `result`; when the
+/// record cannot be written, nothing is answered but the error.
+async fn audited(
+    st: &AppState,
+    mut rec: AccessRecord,
+    result: Result<Response, HttpError>,
+) -> Result<Response, HttpError> {
+    rec.status = match &result {
+        Ok(r) => r.status().as_u16(),
+        Err(e) => e.0.as_u16(),
+    };
+    if let Err(e) = &result {
+        rec.detail.get_or_insert_with(|| e.1.clone());
+    }
+    st.access.record(rec).await?;
     result
 }
 
-async fn run_query_request(body: &[u8], store: Store) -> Result<Response, HttpError> {
+/// What a caller's query reads: its scope narrowed to the logs, or to the access audit when asked (or
+/// when that is all the caller may see).
+fn scope_of(caller: &Caller, access_audit: bool) -> quarry_model::Scope {
+    let s = &caller.principal.scope;
+    s.within(&quarry_model::Scope::stream_kinds(
+        access_audit || s.only_access_audit(),
+    ))
+}
+
+async fn run_query_request(
+    body: &[u8],
+    store: Store,
+    caller: &Caller,
+    rec: &mut AccessRecord,
+) -> Result<Response, HttpError> {
     let req: QueryRequest = serde_json::from_slice(body).map_err(|e| {
         error(
             StatusCode::BAD_REQUEST,
             format!("bad query request: {e}; expected JSON such as {{\"query\": \"stats count(*)\", \"since\": \"1h\"}}"),
         )
     })?;
+    rec.query = Some(req.query.clone());
+    rec.detail = Some(span_text(&req.span));
     let now = quarry_model::time::now_nanos();
     let (from, to) = time_range(&req.span, now)?;
     let opts = RunOptions {
         from,
         to,
         now_ns: Some(now),
+        scope: Some(scope_of(caller, req.access_audit)),
         ..RunOptions::default()
     };
     let out = match blocking(move || run(&store, &req.query, &opts)).await? {
         Ok(out) => out,
         Err(RunError::Query(q)) => {
+            rec.detail = Some(q.to_string());
             return Ok((
                 StatusCode::BAD_REQUEST,
                 Json(ApiError {
@@ -524,14 +754,14 @@ async fn run_query_request(body: &[u8], store: Store) -> Result<Response, HttpEr
                     column: Some(q.column),
                 }),
             )
-                .into_response())
+                .into_response());
         }
         Err(RunError::Exec(x)) => return Err(error(StatusCode::BAD_REQUEST, x.to_string())),
         Err(RunError::Store(s)) => {
             return Err(error(StatusCode::INTERNAL_SERVER_ERROR, s.to_string()))
         }
     };
-    let rows = match out.table.to_json() {
+    let rows: Vec<_> = match out.table.to_json() {
         serde_json::Value::Array(rows) => rows
             .into_iter()
             .filter_map(|r| match r {
@@ -541,12 +771,25 @@ async fn run_query_request(body: &[u8], store: Store) -> Result<Response, HttpEr
             .collect(),
         _ => Vec::new(),
     };
+    rec.results = Some(rows.len() as u64);
     Ok(Json(QueryResponse {
         columns: out.table.columns,
         rows,
         stats: serde_json::to_value(&out.stats).unwrap_or_default(),
     })
     .into_response())
+}
+
+/// A request's time range as written, for the access audit.
+fn span_text(span: &TimeSpan) -> String {
+    match (&span.since, &span.from, &span.to) {
+        (Some(s), _, _) => format!("since {s}"),
+        (None, f, t) => format!(
+            "from {} to {}",
+            f.as_deref().unwrap_or("-"),
+            t.as_deref().unwrap_or("now")
+        ),
+    }
 }
 
 /// A request's time range in UTC ns; a 400 when it does not parse.
@@ -560,14 +803,41 @@ fn time_range(span: &TimeSpan, now: i64) -> Result<(i64, i64), HttpError> {
     .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
-async fn hunt(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Response, HttpError> {
+async fn hunt(
+    State(st): State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Result<Response, HttpError> {
     st.metrics.queries.fetch_add(1, Ordering::Relaxed);
-    let req: HuntRequest = serde_json::from_slice(&body).map_err(|e| {
+    let mut rec = AccessRecord::by(&caller, "hunt", "/api/v1/hunt");
+    let result = run_hunt(&st, &body, &caller, &mut rec).await;
+    if result.is_err() {
+        st.metrics.query_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    audited(&st, rec, result).await
+}
+
+async fn run_hunt(
+    st: &AppState,
+    body: &[u8],
+    caller: &Caller,
+    rec: &mut AccessRecord,
+) -> Result<Response, HttpError> {
+    let req: HuntRequest = serde_json::from_slice(body).map_err(|e| {
         error(
             StatusCode::BAD_REQUEST,
             format!("bad hunt request: {e}; expected JSON such as {{\"builtin\": true, \"since\": \"90d\"}}"),
         )
     })?;
+    let origins: Vec<&str> = req.rules.iter().map(|r| r.origin.as_str()).collect();
+    rec.query = Some(
+        match (req.builtin || req.rules.is_empty(), origins.is_empty()) {
+            (true, true) => "built-in rules".to_string(),
+            (true, false) => format!("built-in rules, {}", origins.join(", ")),
+            (false, _) => origins.join(", "),
+        },
+    );
+    rec.detail = Some(span_text(&req.span));
     let (from, to) = time_range(&req.span, quarry_model::time::now_nanos())?;
     let mut set = if req.builtin || req.rules.is_empty() {
         quarry_detect::RuleSet::builtin()
@@ -582,6 +852,7 @@ async fn hunt(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Response, 
         to,
         max_hits: req.max_hits.unwrap_or(10_000).min(100_000),
         base_matches: req.base_matches,
+        scope: Some(scope_of(caller, false)),
     };
     let store = st.store.clone();
     let report = blocking(move || {
@@ -595,15 +866,14 @@ async fn hunt(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Response, 
         }
         let report = quarry_detect::hunt::hunt(&store, &set, &detector, &opts)
             .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let total = report.total_hits;
         let mut v = serde_json::to_value(&report).unwrap_or_default();
         v["problems"] = problems.into();
-        Ok(v)
+        Ok((v, total))
     })
-    .await?;
-    if report.is_err() {
-        st.metrics.query_errors.fetch_add(1, Ordering::Relaxed);
-    }
-    Ok(Json(report?).into_response())
+    .await??;
+    rec.results = Some(report.1);
+    Ok(Json(report.0).into_response())
 }
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Result<Response, HttpError> {
@@ -841,10 +1111,38 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Result<Response, HttpError>
         );
     }
     put(
+        "quarry_tls_handshakes_total",
+        "counter",
+        "TLS handshakes completed.",
+        c(&st.tls.handshakes) as f64,
+    );
+    put(
+        "quarry_tls_handshake_failures_total",
+        "counter",
+        "TLS handshakes that failed: wrong CA, bad or revoked client certificates, plain text, timeouts.",
+        c(&st.tls.failures) as f64,
+    );
+    put(
         "quarry_uptime_seconds",
         "gauge",
         "Seconds since the server started.",
         st.started.elapsed().as_secs_f64(),
     );
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn routes_lists_every_route_of_the_router() {
+        let src = include_str!("lib.rs");
+        let body =
+            &src[src.find("pub fn router(").unwrap()..src.find("/// Serves the API").unwrap()];
+        let routed: Vec<&str> = body
+            .split(".route(\"")
+            .skip(1)
+            .map(|r| &r[..r.find('"').unwrap()])
+            .collect();
+        assert_eq!(routed, super::ROUTES);
+    }
 }

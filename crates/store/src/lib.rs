@@ -9,14 +9,24 @@
 //! checkpoint; partitions skip records they already committed, so nothing is stored twice.
 //!
 //! Layout of a data directory: `LOCK`, `checkpoint.json`, `wal/*.wal`,
-//! `partitions/<kind>/<YYYY-MM-DD>/` (one tantivy index each).
+//! `partitions/<kind>/<YYYY-MM-DD>/` (one tantivy index each), and with encryption at rest
+//! ([`StoreConfig::encryption`], see [`crypt`]) `keys/keyring.json` (the wrapped data keys).
+//!
+//! Tamper evidence ([`StoreConfig::integrity`], see [`integrity`]): a signed digest chain in
+//! `integrity/digests/` (and its cache `integrity/state.json`, signing key `keys/signing.pk8` and public
+//! key `keys/signing.pub` by default) covers every file of the data directory but `LOCK`; `quarry verify`
+//! checks it ([`integrity::verify`]).
 //!
 //! Dependencies: tantivy (inverted index, columnar fast fields, compressed doc store), crc32fast (WAL
 //! record checksums), crossbeam-channel (WAL group commit and the indexer queue), parking_lot (locks),
 //! serde/serde_json (checkpoint and partition metadata), quarry-parse (reading stored records again),
-//! rustc-hash (a fast hash set for the distinct words of a block).
+//! rustc-hash (a fast hash set for the distinct words of a block), quarry-trust (master key and keyring)
+//! and ring (AES-256-GCM) for encryption at rest, quarry-trust (the integrity chain's format) for tamper
+//! evidence.
 
 pub mod block;
+pub mod crypt;
+pub mod integrity;
 pub mod partition;
 pub mod read;
 pub mod schema;
@@ -64,6 +74,12 @@ pub enum StoreError {
     /// The [`Observer`] refused the batch (for example, the alert journal could not be written).
     #[error("{0}")]
     Observer(String),
+    /// Encryption at rest: a missing or wrong master key, a keyring problem (see [`crypt`]).
+    #[error("{0}")]
+    Encryption(String),
+    /// The integrity chain cannot be written or continued (see [`integrity`]).
+    #[error("integrity chain: {0}")]
+    Integrity(String),
 }
 
 /// Takes the exclusive lock of a data directory (its `LOCK` file), held until the file is dropped; a
@@ -121,6 +137,12 @@ pub struct StoreConfig {
     pub retention_interval: Duration,
     /// Sees every new batch before it is stored (see [`Observer`]).
     pub observer: Option<Arc<dyn Observer>>,
+    /// Encryption at rest of the WAL and partitions; `None` stores plaintext (see [`crypt`] for the
+    /// rule on existing data directories).
+    pub encryption: Option<crypt::EncryptionConfig>,
+    /// Tamper evidence: a signed digest chain over every file (see [`integrity`]); `None` writes none,
+    /// unless the data directory has a chain already (it is always continued, with default settings).
+    pub integrity: Option<integrity::IntegrityConfig>,
 }
 
 impl StoreConfig {
@@ -140,6 +162,8 @@ impl StoreConfig {
             retention: Retention::default(),
             retention_interval: Duration::from_secs(60),
             observer: None,
+            encryption: None,
+            integrity: None,
         }
     }
 }
@@ -251,6 +275,8 @@ struct Inner {
     stop: AtomicBool,
     commit_now: Mutex<()>,
     metrics: Metrics,
+    crypt: Option<Arc<crypt::Crypt>>,
+    integrity: Option<integrity::Writer>,
     _lock: Option<File>,
 }
 
@@ -273,7 +299,10 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Checkpoint::default(),
             Err(e) => return Err(e.into()),
         };
-        let parts = open_partitions(&cfg, true)?;
+        let crypt = crypt::Crypt::open(&cfg.data_dir, cfg.encryption.as_ref(), true)?;
+        // The chain's start digest, before the store changes anything.
+        let integrity = integrity::Writer::open_for(&cfg, crypt.as_ref())?;
+        let parts = open_partitions(&cfg, true, crypt.as_ref())?;
         // Bounded: when indexing falls behind, the WAL writer waits, and so do new batches (backpressure
         // instead of an ever-growing queue of documents in memory).
         let (work_tx, work_rx) = bounded(WORK_QUEUE);
@@ -283,7 +312,11 @@ impl Store {
             checkpoint.dedup,
             work_tx.clone(),
             cfg.fsync,
+            crypt.clone(),
         )?;
+        if let Some(w) = &integrity {
+            w.note_recovery(&recovery);
+        }
         let inner = Arc::new(Inner {
             parts: RwLock::new(parts),
             wal: Some(wal),
@@ -294,6 +327,8 @@ impl Store {
             commit_now: Mutex::new(()),
             metrics: Metrics::default(),
             cfg,
+            crypt,
+            integrity,
             _lock: Some(lock),
         });
         inner.replay(replay, &recovery)?;
@@ -307,6 +342,8 @@ impl Store {
         threads.push(spawn("quarry-indexer", move || i.index_loop(work_rx))?);
         let i = inner.clone();
         threads.push(spawn("quarry-commit", move || i.commit_loop())?);
+        let i = inner.clone();
+        threads.push(spawn("quarry-integrity", move || i.integrity_loop())?);
         drop(threads);
         Ok(store)
     }
@@ -314,8 +351,19 @@ impl Store {
     /// Opens a data directory only to read what is committed, without its lock (a server may be writing
     /// it). Events still only in the WAL are not visible.
     pub fn open_read_only(data_dir: &Path) -> Result<Store, StoreError> {
-        let cfg = StoreConfig::new(data_dir);
-        let parts = open_partitions(&cfg, false)?;
+        Store::open_read_only_with(data_dir, None)
+    }
+
+    /// [`Store::open_read_only`] of a data directory that may be encrypted (`encryption` holds its
+    /// master key).
+    pub fn open_read_only_with(
+        data_dir: &Path,
+        encryption: Option<crypt::EncryptionConfig>,
+    ) -> Result<Store, StoreError> {
+        let mut cfg = StoreConfig::new(data_dir);
+        cfg.encryption = encryption;
+        let crypt = crypt::Crypt::open(data_dir, cfg.encryption.as_ref(), false)?;
+        let parts = open_partitions(&cfg, false, crypt.as_ref())?;
         let (work_tx, _) = unbounded();
         Ok(Store {
             inner: Arc::new(Inner {
@@ -328,6 +376,8 @@ impl Store {
                 commit_now: Mutex::new(()),
                 metrics: Metrics::default(),
                 cfg,
+                crypt,
+                integrity: None,
                 _lock: None,
             }),
             threads: Arc::new(Mutex::new(Vec::new())),
@@ -472,7 +522,8 @@ impl Store {
         for p in parts {
             p.close_writer(true)?;
         }
-        self.inner.commit_all()
+        self.inner.commit_all()?;
+        self.inner.seal_final()
     }
 }
 
@@ -483,10 +534,11 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> std::io::Result<JoinH
 fn open_partitions(
     cfg: &StoreConfig,
     writable: bool,
+    crypt: Option<&Arc<crypt::Crypt>>,
 ) -> Result<BTreeMap<PartKey, Arc<Partition>>, StoreError> {
     let mut parts = BTreeMap::new();
     for (key, dir) in partition::discover(&cfg.data_dir) {
-        match Partition::open(key, dir.clone(), cfg.writer, writable) {
+        match Partition::open(key, dir.clone(), cfg.writer, writable, crypt) {
             Ok(p) => {
                 parts.insert(key, Arc::new(p));
             }
@@ -579,6 +631,7 @@ impl Inner {
             key.dir(&self.cfg.data_dir),
             self.cfg.writer,
             true,
+            self.crypt.as_ref(),
         )?);
         parts.insert(key, p.clone());
         Ok(p)
@@ -789,7 +842,9 @@ impl Inner {
             self.parts.write().remove(&p.key);
             let events = p.meta().events;
             p.close_writer(false)?;
+            self.note_retention(p.key, &p.dir, why);
             fs::remove_dir_all(&p.dir)?;
+            p.shred_keys()?;
             self.metrics
                 .retention_partitions
                 .fetch_add(1, Ordering::Relaxed);

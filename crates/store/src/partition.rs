@@ -3,7 +3,11 @@
 //! Retention deletes whole partitions. Each commit stores the partition's [`PartMeta`] (counts, time span,
 //! field catalog and the last WAL position it holds) as the tantivy commit payload, so the metadata and the
 //! data it describes are always committed together; WAL replay skips what a partition already holds.
+//!
+//! With encryption at rest the index lives in an [`EncryptedDirectory`](crate::crypt::EncryptedDirectory)
+//! over the folder instead of the plain memory-mapped one; everything else is the same.
 
+use crate::crypt::Crypt;
 use crate::schema::{self, Doc, Fields, PathInfo};
 use crate::StoreError;
 use parking_lot::{Mutex, RwLock};
@@ -14,9 +18,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
+use tantivy::directory::{Directory, MmapDirectory};
 use tantivy::indexer::UserOperation;
 use tantivy::store::{Compressor, ZstdCompressor};
-use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, Searcher};
+use tantivy::{
+    Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, Searcher, TantivyError,
+};
 
 /// Nanoseconds in a day: the partition width.
 pub const DAY_NS: i64 = 86_400 * NANOS_PER_SEC;
@@ -152,6 +159,7 @@ pub struct Partition {
     state: Mutex<State>,
     committed: RwLock<Arc<PartMeta>>,
     config: WriterConfig,
+    crypt: Option<Arc<Crypt>>,
 }
 
 /// A consistent read view of a partition: a searcher and the metadata committed with it.
@@ -168,16 +176,24 @@ pub struct PartView {
 }
 
 impl Partition {
-    /// Opens the partition in `dir`, creating it if `create`.
+    /// Opens the partition in `dir`, creating it if `create`; encrypted if `crypt` is given.
     pub fn open(
         key: PartKey,
         dir: PathBuf,
         config: WriterConfig,
         create: bool,
+        crypt: Option<&Arc<Crypt>>,
     ) -> Result<Partition, StoreError> {
         let (schema, fields) = schema::schema();
+        let directory = |dir: &Path| -> Result<Box<dyn Directory>, StoreError> {
+            let mmap = MmapDirectory::open(dir).map_err(TantivyError::from)?;
+            Ok(match crypt {
+                Some(c) => Box::new(c.directory(dir, mmap)),
+                None => Box::new(mmap),
+            })
+        };
         let index = if dir.join("meta.json").exists() {
-            Index::open_in_dir(&dir)?
+            Index::open(directory(&dir)?)?
         } else if create {
             std::fs::create_dir_all(&dir)?;
             let settings = IndexSettings {
@@ -187,10 +203,7 @@ impl Partition {
                 docstore_blocksize: 128 << 10,
                 ..IndexSettings::default()
             };
-            Index::builder()
-                .schema(schema)
-                .settings(settings)
-                .create_in_dir(&dir)?
+            Index::create(directory(&dir)?, schema, settings)?
         } else {
             return Err(StoreError::Corrupt(format!(
                 "{} is not a partition",
@@ -223,6 +236,7 @@ impl Partition {
                 last_used: Instant::now(),
             }),
             config,
+            crypt: crypt.cloned(),
         })
     }
 
@@ -311,6 +325,15 @@ impl Partition {
     /// Committed metadata.
     pub fn meta(&self) -> Arc<PartMeta> {
         self.committed.read().clone()
+    }
+
+    /// Crypto-shreds the partition's data keys (its own and its segments'): called once retention has
+    /// deleted its folder. Nothing to do without encryption.
+    pub fn shred_keys(&self) -> Result<usize, StoreError> {
+        match &self.crypt {
+            Some(c) => c.shred_partition(&self.dir),
+            None => Ok(0),
+        }
     }
 
     /// Bytes the partition occupies on disk.

@@ -112,6 +112,10 @@ pub struct QueryRequest {
     /// Over which events.
     #[serde(flatten)]
     pub span: TimeSpan,
+    /// Search Quarry's access audit (who searched, hunted, changed alerts or tokens) instead of the logs;
+    /// an auditor's queries always do.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub access_audit: bool,
 }
 
 /// A retro-hunt: Sigma rules run over stored events (`POST /api/v1/hunt`).
@@ -178,6 +182,9 @@ pub enum ClientError {
         /// Cause.
         source: reqwest::Error,
     },
+    /// The TLS set-up is wrong (a CA or client certificate file).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The server refused the request.
     #[error("server answered {status}: {}", .error.error)]
     Api {
@@ -194,22 +201,98 @@ pub struct Client {
     http: reqwest::blocking::Client,
 }
 
+/// An HTTP GET for the OIDC key set (`quarry_trust::oidc::JwksFetcher`): TLS trust from `ca`, or the
+/// system's bundle (`SSL_CERT_FILE`, else `/etc/ssl/certs/ca-certificates.crt`) when none is given; 5 s
+/// timeout.
+pub fn jwks_fetcher(
+    ca: Option<std::path::PathBuf>,
+) -> Result<quarry_trust::oidc::JwksFetcher, ClientError> {
+    let ca = ca.unwrap_or_else(|| {
+        std::env::var_os("SSL_CERT_FILE")
+            .map(Into::into)
+            .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into())
+    });
+    let tls = quarry_trust::tls::client_config(&quarry_trust::tls::ClientTls {
+        ca: Some(ca),
+        ..Default::default()
+    })
+    .map_err(|e| ClientError::Tls(e.to_string()))?;
+    let mut builder = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5));
+    if let Some(cfg) = tls {
+        builder = builder.use_preconfigured_tls(cfg);
+    }
+    let http = builder.build().map_err(|source| ClientError::Http {
+        url: "OIDC issuer".into(),
+        source,
+    })?;
+    Ok(Box::new(move |url: &str| {
+        let resp = http.get(url).send().map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("HTTP {}", resp.status()));
+        }
+        resp.bytes().map(|b| b.to_vec()).map_err(|e| e.to_string())
+    }))
+}
+
+/// How a client reaches the server: TLS trust, credentials and patience.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Requests fail after this long.
+    pub timeout: Duration,
+    /// The CA bundle that signs the server's certificate, and a client certificate for mTLS.
+    pub tls: quarry_trust::tls::ClientTls,
+    /// An API or OIDC token sent as `Authorization: Bearer TOKEN`.
+    pub token: Option<String>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            timeout: Duration::from_secs(600),
+            tls: quarry_trust::tls::ClientTls::default(),
+            token: None,
+        }
+    }
+}
+
 impl Client {
-    /// A client of the server at `base` (for example `http://127.0.0.1:7700`).
+    /// A client of the server at `base` (for example `http://127.0.0.1:7700`) with no credentials.
     pub fn new(base: &str) -> Result<Client, ClientError> {
-        Client::with_timeout(base, Duration::from_secs(600))
+        Client::with_options(base, &ClientOptions::default())
     }
 
-    /// A client whose requests fail after `timeout`.
-    pub fn with_timeout(base: &str, timeout: Duration) -> Result<Client, ClientError> {
+    /// A client of the server at `base`: `https://` needs a CA in `opts.tls`.
+    pub fn with_options(base: &str, opts: &ClientOptions) -> Result<Client, ClientError> {
         let base = base.trim_end_matches('/').to_string();
-        let http = reqwest::blocking::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|source| ClientError::Http {
-                url: base.clone(),
-                source,
-            })?;
+        let mut builder = reqwest::blocking::Client::builder().timeout(opts.timeout);
+        let tls = quarry_trust::tls::client_config(&opts.tls)
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
+        match (base.starts_with("https://"), tls) {
+            (true, Some(cfg)) => builder = builder.use_preconfigured_tls(cfg).https_only(true),
+            (true, None) => {
+                return Err(ClientError::Tls(format!(
+                    "{base} is https: give the CA that signed its certificate with --ca FILE (quarry certs init writes ca.pem)"
+                )))
+            }
+            (false, Some(_)) => {
+                return Err(ClientError::Tls(format!(
+                    "a CA was given but {base} is plain http: use https://"
+                )))
+            }
+            (false, None) => {}
+        }
+        if let Some(token) = &opts.token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| ClientError::Tls("the token is not valid header text".into()))?;
+            value.set_sensitive(true);
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+            builder = builder.default_headers(headers);
+        }
+        let http = builder.build().map_err(|source| ClientError::Http {
+            url: base.clone(),
+            source,
+        })?;
         Ok(Client { base, http })
     }
 

@@ -105,7 +105,12 @@ pub fn init(opts: &InitOptions) -> Result<Vec<PathBuf>, CertError> {
 
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.distinguished_name = name("Quarry CA");
+    // A distinct name per CA: two CAs of the same name make TLS stacks pick the wrong one and fail with
+    // confusing errors instead of "unknown CA".
+    let mut id = [0u8; 4];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut id)
+        .map_err(|_| rcgen::Error::RingUnspecified)?;
+    ca.distinguished_name = name(&format!("Quarry CA {}", crate::auth::hex(&id)));
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     ca.not_before = now - Duration::minutes(5);

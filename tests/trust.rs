@@ -1,0 +1,649 @@
+//! Trust end to end, with real clients: curl and openssl (Debian's) against `quarry server` over TLS
+//! with mTLS; tokens and roles on every route; namespace isolation through queries, hunts and alerts;
+//! the access audit as auditors see it.
+
+mod common;
+
+use common::{free_port, quarry};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn token(data: &Path, role: &str, extra: &[&str]) -> String {
+    run_ok(
+        quarry()
+            .args(["token", "create", "--role", role, "--data-dir"])
+            .arg(data)
+            .args(extra),
+    )
+    .trim()
+    .to_string()
+}
+
+/// A TLS server with mTLS and the files it was made from.
+struct TlsServer {
+    child: Child,
+    port: u16,
+    certs: PathBuf,
+}
+
+impl TlsServer {
+    fn start(data: &Path, certs: &Path) -> TlsServer {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_quarry"))
+            .args(["server", "--log", "warn", "--commit-interval", "200ms"])
+            .arg("--data-dir")
+            .arg(data)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--tls-cert")
+            .arg(certs.join("server.pem"))
+            .arg("--tls-key")
+            .arg(certs.join("server-key.pem"))
+            .arg("--client-ca")
+            .arg(certs.join("ca.pem"))
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let s = TlsServer {
+            child,
+            port,
+            certs: certs.to_path_buf(),
+        };
+        let started = Instant::now();
+        while s.curl(&["/healthz"], &[]).0 != 200 {
+            assert!(started.elapsed() < Duration::from_secs(60), "no TLS server");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// curl with Quarry's CA; `args[0]` is the path, the rest curl options. Returns the status (0 when
+    /// there was no HTTP answer), the body and curl's exit code.
+    fn curl(&self, args: &[&str], body: &[u8]) -> (u16, String, i32) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-o", "-", "-w", "\n%{http_code}", "--cacert"])
+            .arg(self.certs.join("ca.pem"))
+            .arg(self.url(args[0]))
+            .args(&args[1..]);
+        if !body.is_empty() {
+            cmd.args(["--data-binary", "@-"]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        let _ = child.stdin.take().unwrap().write_all(body);
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (
+            code.trim().parse().unwrap_or(0),
+            body.to_string(),
+            out.status.code().unwrap_or(-1),
+        )
+    }
+
+    /// A request with a bearer token.
+    fn call(&self, method: &str, path: &str, token: &str, body: &[u8]) -> (u16, String) {
+        let auth = format!("Authorization: Bearer {token}");
+        let (code, text, _) = self.curl(&[path, "-X", method, "-H", &auth], body);
+        (code, text)
+    }
+
+    fn query(&self, token: &str, q: &str) -> Vec<serde_json::Value> {
+        let body = serde_json::json!({ "query": q }).to_string();
+        let (code, text) = self.call("POST", "/api/v1/query", token, body.as_bytes());
+        assert_eq!(code, 200, "{q}: {text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["rows"].as_array().unwrap().clone()
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn openssl(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    child.wait_with_output().unwrap()
+}
+
+/// An agent certificate signed by `certs`' CA that expired in 2020, made with `openssl ca`.
+fn expired_cert(certs: &Path, dir: &Path) -> (PathBuf, PathBuf) {
+    let db = dir.join("ca-db");
+    std::fs::create_dir_all(&db).unwrap();
+    std::fs::write(db.join("index.txt"), "").unwrap();
+    std::fs::write(db.join("serial"), "1000\n").unwrap();
+    let cnf = dir.join("ca.cnf");
+    std::fs::write(
+        &cnf,
+        format!(
+            "[ca]\ndefault_ca = c\n[c]\ndatabase = {db}/index.txt\nnew_certs_dir = {db}\nserial = {db}/serial\n\
+             default_md = sha256\npolicy = p\nx509_extensions = ext\n[p]\ncommonName = supplied\n\
+             [ext]\nextendedKeyUsage = clientAuth\nsubjectAltName = DNS:node-old\n",
+            db = db.display()
+        ),
+    )
+    .unwrap();
+    let (key, csr, pem) = (
+        dir.join("old-key.pem"),
+        dir.join("old.csr"),
+        dir.join("old.pem"),
+    );
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let out = openssl(
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &s(&key),
+            "-out",
+            &s(&csr),
+            "-subj",
+            "/CN=node-old",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = openssl(
+        &[
+            "ca",
+            "-batch",
+            "-notext",
+            "-config",
+            &s(&cnf),
+            "-cert",
+            &s(&certs.join("ca.pem")),
+            "-keyfile",
+            &s(&certs.join("ca-key.pem")),
+            "-in",
+            &s(&csr),
+            "-out",
+            &s(&pem),
+            "-startdate",
+            "20200101000000Z",
+            "-enddate",
+            "20200201000000Z",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    (pem, key)
+}
+
+fn audit_event(ns: &str, pod: &str, minute: u32) -> String {
+    serde_json::json!({
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Request",
+        "auditID": format!("{ns}-{pod}-{minute}"), "stage": "ResponseStarted",
+        "requestURI": format!("/api/v1/namespaces/{ns}/pods/{pod}/exec?command=sh"),
+        "verb": "create", "user": {"username": format!("dev-{ns}")}, "sourceIPs": ["10.0.0.5"],
+        "objectRef": {"resource": "pods", "namespace": ns, "name": pod, "subresource": "exec"},
+        "responseStatus": {"code": 101},
+        "requestReceivedTimestamp": format!("2026-11-20T10:{minute:02}:00.000000Z"),
+        "stageTimestamp": format!("2026-11-20T10:{minute:02}:00.100000Z"),
+    })
+    .to_string()
+}
+
+#[test]
+fn tls_tokens_roles_and_namespace_scope() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (certs, other_ca, data) = (
+        tmp.path().join("certs"),
+        tmp.path().join("other"),
+        tmp.path().join("data"),
+    );
+    for (out, node) in [(&certs, "node-a"), (&other_ca, "node-x")] {
+        run_ok(
+            quarry()
+                .args(["certs", "init", "--node", node, "--out"])
+                .arg(out),
+        );
+    }
+    let admin = token(&data, "admin", &[]);
+    let analyst_a = token(&data, "analyst", &["--namespaces", "team-a"]);
+    let analyst_b = token(&data, "analyst", &["--namespaces", "team-b", "--cluster"]);
+    let auditor = token(&data, "auditor", &[]);
+    let ingest = token(&data, "ingest", &[]);
+    let s = TlsServer::start(&data, &certs);
+
+    // Plain HTTP without --insecure is refused at start.
+    let out = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(["server", "--data-dir"])
+        .arg(tmp.path().join("other-data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--insecure"));
+
+    // --- TLS with real clients.
+    // Plain text to the TLS port: a 400 that says to use https.
+    let plain = Command::new("curl")
+        .args(["-s", &format!("http://127.0.0.1:{}/healthz", s.port)])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&plain.stdout).contains("speaks TLS"),
+        "{plain:?}"
+    );
+    // The wrong CA: curl refuses the server's certificate (exit 60), openssl reports the failed check.
+    let wrong = Command::new("curl")
+        .args(["-s", "--cacert"])
+        .arg(other_ca.join("ca.pem"))
+        .arg(s.url("/healthz"))
+        .status()
+        .unwrap();
+    assert_eq!(wrong.code(), Some(60));
+    let connect = format!("127.0.0.1:{}", s.port);
+    let o = openssl(
+        &[
+            "s_client",
+            "-connect",
+            &connect,
+            "-verify_return_error",
+            "-CAfile",
+            other_ca.join("ca.pem").to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(!o.status.success());
+    // TLS 1.3 only by default: a TLS 1.2 client is turned away; 1.3 with the right CA verifies.
+    let o = openssl(&["s_client", "-connect", &connect, "-tls1_2"], b"");
+    assert!(!o.status.success(), "TLS 1.2 accepted");
+    let o = openssl(
+        &[
+            "s_client",
+            "-connect",
+            &connect,
+            "-verify_return_error",
+            "-CAfile",
+            certs.join("ca.pem").to_str().unwrap(),
+        ],
+        b"",
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("TLSv1.3") && text.contains("Verify return code: 0"),
+        "{text}"
+    );
+
+    // --- Every route: 401 without credentials, 403 for a role outside it.
+    let unknown = s.call("GET", "/api/v1/nothing", "", b"");
+    assert_eq!(unknown.0, 401, "unknown routes also need credentials");
+    let mut covered = vec!["/healthz".to_string()];
+    for (method, path, outsider) in [
+        ("POST", "/api/v1/ingest?kind=text", &analyst_a),
+        ("POST", "/api/v1/ingest/streams", &auditor),
+        ("POST", "/api/v1/commit", &analyst_a),
+        ("POST", "/api/v1/query", &ingest),
+        ("POST", "/api/v1/hunt", &auditor),
+        ("GET", "/api/v1/stats", &ingest),
+        ("GET", "/metrics", &ingest),
+        ("GET", "/api/v1/alerts", &auditor),
+        ("GET", "/api/v1/alerts/a-0", &ingest),
+        ("POST", "/api/v1/alerts/a-0", &auditor),
+    ] {
+        let (code, text, _) = s.curl(&[path, "-X", method], b"{}");
+        assert_eq!(code, 401, "{method} {path} without credentials: {text}");
+        let (code, _) = s.call(method, path, "qry_000000000000_forged", b"{}");
+        assert_eq!(code, 401, "{method} {path} with a forged token");
+        let (code, text) = s.call(method, path, outsider, b"{}");
+        assert_eq!(code, 403, "{method} {path} outside the role: {text}");
+        let route = path.split('?').next().unwrap().replace("a-0", "{id}");
+        covered.push(route);
+    }
+    assert_eq!(s.curl(&["/healthz"], &[]).0, 200, "health needs nothing");
+    for route in quarry_server::ROUTES {
+        assert!(
+            covered.iter().any(|c| c == route),
+            "route {route} is not covered by this test"
+        );
+    }
+
+    // --- Data in two namespaces and the cluster, sent by an agent certificate and a token.
+    let agent = |args: &[&str], body: &[u8]| {
+        let mut a = vec![args[0], "--cert"];
+        let cert = certs.join("agent-node-a.pem");
+        let key = certs.join("agent-node-a-key.pem");
+        a.extend([cert.to_str().unwrap(), "--key", key.to_str().unwrap()]);
+        a.extend(&args[1..]);
+        s.curl(&a, body)
+    };
+    let (code, text, _) = agent(
+        &[
+            "/api/v1/ingest?kind=container&namespace=team-a&pod=web",
+            "-X",
+            "POST",
+        ],
+        b"a secret line of team a\nanother line of team a\n",
+    );
+    assert_eq!(code, 200, "{text}");
+    let (code, text, _) = agent(
+        &["/api/v1/ingest?kind=text&node=node-b", "-X", "POST"],
+        b"pretending to be node b\n",
+    );
+    assert_eq!(
+        code, 403,
+        "a node certificate sends only its node's logs: {text}"
+    );
+    let (code, _) = s.call(
+        "POST",
+        "/api/v1/ingest?kind=container&namespace=team-b&pod=db",
+        &ingest,
+        b"a line of team b\n",
+    );
+    assert_eq!(code, 200);
+    let (code, _) = s.call("POST", "/api/v1/ingest?kind=syslog", &ingest, b"<13>Nov 20 10:00:00 node-a sshd[1]: Accepted publickey for root from 10.1.1.1 port 2 ssh2\n");
+    assert_eq!(code, 200);
+    let audit: String = [
+        audit_event("team-a", "web", 1),
+        audit_event("team-b", "db", 2),
+    ]
+    .join("\n");
+    let (code, text) = s.call(
+        "POST",
+        "/api/v1/ingest?kind=audit",
+        &admin,
+        audit.as_bytes(),
+    );
+    assert_eq!(code, 200, "{text}");
+    let (code, text) = s.call(
+        "POST",
+        "/api/v1/ingest?kind=access",
+        &admin,
+        b"{\"actor\": \"nobody\"}\n",
+    );
+    assert_eq!(code, 403, "nobody forges the access audit: {text}");
+    assert_eq!(s.call("POST", "/api/v1/commit", &ingest, b"").0, 200);
+
+    // --- Namespace isolation: queries.
+    let count = |tok: &str, q: &str| -> u64 {
+        let rows = s.query(tok, &format!("{q} | stats count(*) as n"));
+        rows.first().and_then(|r| r["n"].as_u64()).unwrap_or(0)
+    };
+    let all = count(&admin, "filter @source != \"access\"");
+    assert_eq!(
+        all, 6,
+        "2 + 1 container lines, 1 syslog line, 2 audit events"
+    );
+    assert_eq!(
+        count(&analyst_a, "filter ispresent(@message)"),
+        3,
+        "team-a: 2 lines + its audit event"
+    );
+    assert_eq!(
+        count(&analyst_a, "filter kubernetes.namespace = \"team-b\""),
+        0
+    );
+    assert_eq!(
+        count(&analyst_a, "filter objectRef.namespace = \"team-b\""),
+        0
+    );
+    assert_eq!(
+        count(&analyst_a, "filter @source = \"syslog\""),
+        0,
+        "no cluster grant"
+    );
+    assert_eq!(
+        count(&analyst_b, "filter @source = \"syslog\""),
+        1,
+        "cluster granted"
+    );
+    assert_eq!(
+        count(&analyst_b, "filter kubernetes.namespace = \"team-a\""),
+        0
+    );
+    assert_eq!(
+        count(&analyst_a, "filter @source = \"access\""),
+        0,
+        "analysts never see the access audit"
+    );
+    assert_eq!(
+        count(&auditor, "filter @source != \"access\""),
+        0,
+        "auditors see only the access audit"
+    );
+    assert!(
+        count(&auditor, "filter action = \"login\"") > 0,
+        "an auditor's queries read the access audit"
+    );
+    let admin_audit =
+        serde_json::json!({"query": "stats count(*) as n", "access_audit": true}).to_string();
+    let (code, text) = s.call("POST", "/api/v1/query", &admin, admin_audit.as_bytes());
+    assert_eq!(code, 200, "{text}");
+    let n: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        n["rows"][0]["n"].as_u64().unwrap() > 0,
+        "admins read the access audit when they ask: {n}"
+    );
+    let agent_rows = s.query(
+        &admin,
+        "filter @message like \"team a\" | fields kubernetes.node",
+    );
+    assert_eq!(
+        agent_rows[0]["kubernetes.node"], "node-a",
+        "the certificate's node is recorded"
+    );
+
+    // --- Hunts: the same rule over each scope.
+    let rule = "title: any container line\nid: 0e0e0e0e-0000-4000-8000-000000000001\nlogsource:\n  product: kubernetes\n  service: container\ndetection:\n  sel:\n    '@message|contains': line\n  condition: sel\nlevel: low\n";
+    let hunt = |tok: &str| -> serde_json::Value {
+        let body = serde_json::json!({"rules": [{"origin": "any.yml", "yaml": rule}]}).to_string();
+        let (code, text) = s.call("POST", "/api/v1/hunt", tok, body.as_bytes());
+        assert_eq!(code, 200, "{text}");
+        serde_json::from_str(&text).unwrap()
+    };
+    let (h_admin, h_a) = (hunt(&admin), hunt(&analyst_a));
+    assert_eq!(h_admin["total_hits"], 3, "{h_admin}");
+    assert_eq!(h_a["total_hits"], 2, "{h_a}");
+    assert!(!h_a.to_string().contains("team b"));
+
+    // --- Alerts: the exec alerts of each namespace.
+    let started = Instant::now();
+    let alerts = |tok: &str| -> Vec<serde_json::Value> {
+        let (code, text) = s.call("GET", "/api/v1/alerts", tok, b"");
+        assert_eq!(code, 200, "{text}");
+        serde_json::from_str(&text).unwrap()
+    };
+    while alerts(&admin).len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            alerts(&admin)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let exec_of = |list: &[serde_json::Value], ns: &str| -> Option<String> {
+        list.iter()
+            .find(|a| a["namespace"] == ns)
+            .map(|a| a["id"].as_str().unwrap().to_string())
+    };
+    let all_alerts = alerts(&admin);
+    let b_alert = exec_of(&all_alerts, "team-b").expect("an alert in team-b");
+    let a_alerts = alerts(&analyst_a);
+    assert!(exec_of(&a_alerts, "team-a").is_some());
+    assert!(exec_of(&a_alerts, "team-b").is_none(), "{a_alerts:?}");
+    let path = format!("/api/v1/alerts/{b_alert}");
+    assert_eq!(s.call("GET", &path, &analyst_a, b"").0, 403);
+    let ack = br#"{"state": "acknowledged", "note": "mine now"}"#;
+    assert_eq!(s.call("POST", &path, &analyst_a, ack).0, 403);
+    let (code, text) = s.call("POST", &path, &analyst_b, ack);
+    assert_eq!(code, 200, "{text}");
+    assert!(
+        text.contains("token:analyst"),
+        "the caller is who acted: {text}"
+    );
+
+    // --- Revocation: the agent certificate works, then is refused in the handshake once revoked.
+    assert_eq!(
+        agent(&["/api/v1/stats"], b"").0,
+        403,
+        "ingest role: no stats"
+    );
+    run_ok(
+        quarry()
+            .args([
+                "certs",
+                "revoke",
+                "--node",
+                "node-a",
+                "--reason",
+                "node replaced",
+                "--data-dir",
+            ])
+            .arg(&data),
+    );
+    let (code, _, exit) = agent(
+        &["/api/v1/ingest?kind=text", "-X", "POST"],
+        b"after revocation\n",
+    );
+    assert_eq!(code, 0, "no HTTP answer after revocation");
+    assert_ne!(exit, 0);
+    // An expired certificate from the right CA fails the handshake too.
+    let (old, old_key) = expired_cert(&certs, tmp.path());
+    let (code, _, exit) = s.curl(
+        &[
+            "/api/v1/ingest?kind=text",
+            "-X",
+            "POST",
+            "--cert",
+            old.to_str().unwrap(),
+            "--key",
+            old_key.to_str().unwrap(),
+        ],
+        b"expired\n",
+    );
+    assert_eq!(
+        (code, exit != 0),
+        (0, true),
+        "an expired client certificate is refused"
+    );
+    // A revoked token stops working at once.
+    let id = analyst_b.split('_').nth(1).unwrap();
+    run_ok(
+        quarry()
+            .args(["token", "revoke", id, "--data-dir"])
+            .arg(&data),
+    );
+    assert_eq!(
+        s.call(
+            "POST",
+            "/api/v1/query",
+            &analyst_b,
+            br#"{"query": "limit 1"}"#
+        )
+        .0,
+        401
+    );
+
+    // --- The access audit, as the auditor searches it (once committed).
+    assert_eq!(s.call("POST", "/api/v1/commit", &ingest, b"").0, 200);
+    let rows = s.query(
+        &auditor,
+        "stats count(*) as n by action, status | sort action, status",
+    );
+    let seen: Vec<(String, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap_or("").to_string(),
+                r["status"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    for want in [
+        ("denied", 401),
+        ("denied", 403),
+        ("login", 200),
+        ("query", 200),
+        ("hunt", 200),
+        ("alerts.list", 200),
+        ("alert.read", 403),
+        ("alert.update", 200),
+        ("token.revoke", 200),
+        ("server.start", 200),
+    ] {
+        assert!(
+            seen.iter().any(|(a, st)| a == want.0 && *st == want.1),
+            "{want:?} not in the access audit: {seen:?}"
+        );
+    }
+    let q = s.query(
+        &auditor,
+        "filter action = \"query\" and actor = \"token:analyst\" | fields query, results | limit 100",
+    );
+    let ran = |text: &str, rows: u64| {
+        q.iter()
+            .any(|r| r["query"].as_str().is_some_and(|t| t.contains(text)) && r["results"] == rows)
+    };
+    assert!(
+        ran("ispresent(@message)", 1) && ran("kubernetes.namespace = \"team-b\"", 0),
+        "who ran what, with how many result rows: {q:?}"
+    );
+
+    // --- Stopped cleanly, the data directory verifies: tokens, revocations and the access audit included.
+    let pid = s.child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let mut s = s;
+    assert!(s.child.wait().unwrap().success());
+    let verify = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_quarry"))
+            .args(["verify", "--data-dir"])
+            .arg(&data)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = verify(&[]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A token slipped into the tokens file behind Quarry's back is caught.
+    let tokens = data.join("auth/tokens.json");
+    let text = std::fs::read_to_string(&tokens).unwrap();
+    std::fs::write(&tokens, text.replacen("\"analyst\"", "\"admin\"", 1)).unwrap();
+    let out = verify(&[]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("auth/tokens.json"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
