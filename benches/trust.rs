@@ -3,13 +3,14 @@
 //!
 //! `cargo bench --bench trust -- [--scale N] [--dir DIR] [--runs N] [--rounds N]`
 //!
-//! It writes the demo cluster's files at `--scale` (default 8, about 360 MB) to `DIR/raw-scaleN` (kept
-//! between runs), then, `--rounds` times (default 2) and alternating the order, imports them into a fresh
-//! store with everything off and into one with AES-256-GCM encryption (a generated master key) and the
-//! signed digest chain on, each with the WAL fsynced per batch, closes it (final merges, and with
-//! integrity the closing digest), and times a query mix on it reopened (median of `--runs`). The best
-//! ingest of the rounds and the median query times are compared. Finally `verify` runs over the
-//! protected store, which must be intact.
+//! It writes the demo cluster's files at `--scale` (default 8, about 320 MB) to `DIR/raw-scaleN` (kept
+//! between runs), then, `--rounds` times (default 2) and reversing the order each round, imports them
+//! into four fresh stores: everything off, AES-256-GCM encryption only (a generated master key), the
+//! signed digest chain only (a digest every 2 s, so sealing runs alongside ingest as it does in a long
+//! run), and both. Each ingest has the WAL fsynced per batch and ends with the close (final merges, and
+//! with integrity the closing digest); then a query mix runs on the store reopened (median of `--runs`).
+//! The best ingest of the rounds and the median query times are compared with everything off. Finally
+//! `verify` runs over the store with both on, which must be intact.
 
 use quarry_import::{import_paths, ImportOptions, Target};
 use quarry_query::{run, RunOptions};
@@ -20,31 +21,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{cpu_seconds, median};
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// CPU seconds (user + system) this process has used.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|s| s.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 struct Args {
     scale: u32,
@@ -73,19 +55,33 @@ fn args() -> Args {
     a
 }
 
-/// Encryption and integrity on, or neither.
+/// Which protections are on.
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
     Off,
+    Encryption,
+    Integrity,
     On,
 }
 
 impl Mode {
+    const ALL: [Mode; 4] = [Mode::Off, Mode::Encryption, Mode::Integrity, Mode::On];
+
     fn name(self) -> &'static str {
         match self {
             Mode::Off => "off",
+            Mode::Encryption => "encryption",
+            Mode::Integrity => "integrity",
             Mode::On => "encryption + integrity",
         }
+    }
+
+    fn encrypted(self) -> bool {
+        matches!(self, Mode::Encryption | Mode::On)
+    }
+
+    fn chained(self) -> bool {
+        matches!(self, Mode::Integrity | Mode::On)
     }
 }
 
@@ -100,10 +96,12 @@ impl Protection {
     }
 
     fn apply(&self, mode: Mode, cfg: &mut StoreConfig) {
-        if mode == Mode::On {
+        if mode.encrypted() {
             cfg.encryption = Some(self.encryption());
+        }
+        if mode.chained() {
             cfg.integrity = Some(IntegrityConfig {
-                cadence: Duration::from_secs(10),
+                cadence: Duration::from_secs(2),
                 signing_key: Some(self.keys.join("signing.pk8")),
                 public_key: Some(self.keys.join("signing.pub")),
             });
@@ -136,7 +134,7 @@ fn ingest(raw: &Path, dir: &Path, mode: Mode, p: &Protection) -> (f64, u64, f64,
 
 /// Median ms of each query.
 fn queries(dir: &Path, mode: Mode, p: &Protection, mix: &[String], runs: usize) -> Vec<f64> {
-    let enc = (mode == Mode::On).then(|| p.encryption());
+    let enc = mode.encrypted().then(|| p.encryption());
     let store = Store::open_read_only_with(dir, enc).expect("reopen");
     mix.iter()
         .map(|q| {
@@ -198,17 +196,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         keys: keys.clone(),
     };
 
-    let mut best: [Option<(f64, u64, f64, f64)>; 2] = [None, None];
-    let mut times: [Vec<Vec<f64>>; 2] = [Vec::new(), Vec::new()];
+    let mut best: [Option<(f64, u64, f64, f64)>; 4] = [None; 4];
+    let mut times: [Vec<Vec<f64>>; 4] = Default::default();
     for round in 0..a.rounds {
-        let order = if round % 2 == 0 {
-            [Mode::Off, Mode::On]
-        } else {
-            [Mode::On, Mode::Off]
-        };
+        let mut order = Mode::ALL;
+        if round % 2 == 1 {
+            order.reverse();
+        }
         for mode in order {
             let i = mode as usize;
-            let dir = a.dir.join(format!("trust-store-{}", mode as usize));
+            let dir = a.dir.join(format!("trust-store-{i}"));
             let r = ingest(&raw, &dir, mode, &p);
             println!(
                 "round {} {:<24} ingest {:.1} MB, {} events in {:.1} s wall, {:.1} s CPU",
@@ -225,38 +222,44 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             times[i].push(queries(&dir, mode, &p, &mix, a.runs));
         }
     }
-    let (off, on) = (best[0].expect("a round"), best[1].expect("a round"));
-    let pct = |a: f64, b: f64| (b / a - 1.0) * 100.0;
-    println!("\n| | off | encryption + integrity | overhead |");
-    println!("|---|---|---|---|");
+    let best: Vec<(f64, u64, f64, f64)> = best.iter().map(|b| b.expect("a round")).collect();
+    // Overhead: how much longer (or more CPU) than with everything off.
+    let pct = |off: f64, x: f64| (x / off - 1.0) * 100.0;
+    println!("\n| | off | encryption | integrity | both |");
+    println!("|---|---|---|---|---|");
+    let row = |what: &str, v: &dyn Fn(usize) -> f64, fmt: &dyn Fn(f64) -> String| {
+        let mut line = format!("| {what} | {}", fmt(v(0)));
+        for i in 1..4 {
+            line.push_str(&format!(" | {} ({:+.1}%)", fmt(v(i)), pct(v(0), v(i))));
+        }
+        println!("{line} |");
+    };
+    let mb = |x: f64| format!("{x:.1}");
+    row("ingest wall s (best round)", &|i| best[i].2, &mb);
+    row("ingest CPU s", &|i| best[i].3, &mb);
     println!(
-        "| ingest, MB/s wall (best round) | {:.1} | {:.1} | {:+.1}% |",
-        off.0 / off.2,
-        on.0 / on.2,
-        pct(on.0 / on.2, off.0 / off.2)
+        "(ingest: {:.1} MB, {} events; MB/s with everything off: {:.1} wall, {:.1} per CPU second)",
+        best[0].0,
+        best[0].1,
+        best[0].0 / best[0].2,
+        best[0].0 / best[0].3
     );
-    println!(
-        "| ingest, MB/s per CPU second | {:.1} | {:.1} | {:+.1}% |",
-        off.0 / off.3,
-        on.0 / on.3,
-        pct(on.0 / on.3, off.0 / off.3)
-    );
-    let mut total = [0.0, 0.0];
+    let ms = |x: f64| format!("{x:.1} ms");
     for (qi, q) in mix.iter().enumerate() {
-        let m = |i: usize| median(times[i].iter().map(|t| t[qi]).collect());
-        let (a_ms, b_ms) = (m(0), m(1));
-        total[0] += a_ms;
-        total[1] += b_ms;
-        println!(
-            "| `{q}`, ms | {a_ms:.1} | {b_ms:.1} | {:+.1}% |",
-            pct(a_ms, b_ms)
+        row(
+            &format!("`{q}`"),
+            &|i| median(times[i].iter().map(|t| t[qi]).collect()),
+            &ms,
         );
     }
-    println!(
-        "| query mix, total ms | {:.1} | {:.1} | {:+.1}% |",
-        total[0],
-        total[1],
-        pct(total[0], total[1])
+    row(
+        "query mix, total",
+        &|i| {
+            (0..mix.len())
+                .map(|qi| median(times[i].iter().map(|t| t[qi]).collect()))
+                .sum()
+        },
+        &ms,
     );
 
     let t = Instant::now();

@@ -647,3 +647,142 @@ fn tls_tokens_roles_and_namespace_scope() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// OIDC through the server: a token signed by a real issuer-side library (PyJWT) with the issuer's key
+/// set in a file, its role and namespaces taken from its claims.
+#[test]
+fn oidc_tokens_carry_role_and_namespaces() {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crates/trust/tests/oidc_issuer.py"
+    );
+    let check = Command::new("python3").args([script, "check"]).status();
+    assert!(
+        check.is_ok_and(|s| s.success()),
+        "python3 with PyJWT and cryptography is needed (.ci/run installs them)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = tmp.path().join("idp");
+    run_ok(Command::new("python3").arg(script).arg("keys").arg(&keys));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = |user: &str| {
+        serde_json::json!({
+            "iss": "https://idp.example", "aud": "quarry", "sub": format!("id-{user}"),
+            "preferred_username": user, "iat": now, "exp": now + 600,
+            "quarry_role": "analyst", "quarry_namespaces": ["team-a"],
+        })
+    };
+    let request = serde_json::json!({
+        "jwks": [{"key": "ec256", "alg": "ES256"}],
+        "tokens": {
+            "alice": {"key": "ec256", "alg": "ES256", "claims": claims("alice")},
+            "mallory": {"key": "ec256b", "alg": "ES256", "claims": claims("mallory"),
+                        "headers": {"kid": "ec256"}},
+        },
+    });
+    let mut sign = Command::new("python3")
+        .arg(script)
+        .arg("sign")
+        .arg(&keys)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    sign.stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
+    let out = sign.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let signed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let jwks = tmp.path().join("jwks.json");
+    std::fs::write(&jwks, signed["jwks"].to_string()).unwrap();
+
+    let data = tmp.path().join("data");
+    common::install_token(&data);
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args([
+            "server",
+            "--insecure",
+            "--log",
+            "warn",
+            "--commit-interval",
+            "200ms",
+        ])
+        .args([
+            "--oidc-issuer",
+            "https://idp.example",
+            "--oidc-audience",
+            "quarry",
+            "--oidc-jwks",
+        ])
+        .arg(&jwks)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let admin = common::client(&url);
+    let started = Instant::now();
+    while !admin.healthy() {
+        assert!(started.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for ns in ["team-a", "team-b"] {
+        let (code, _) = common::post(
+            &format!("{url}/api/v1/ingest?kind=container&namespace={ns}&pod=p"),
+            &[],
+            b"one line\n",
+        );
+        assert_eq!(code, 200);
+    }
+    admin.commit().unwrap();
+    let as_user = |token: &str| {
+        quarry_transport::Client::with_options(
+            &url,
+            &quarry_transport::ClientOptions {
+                token: Some(token.to_string()),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .query(&quarry_transport::QueryRequest {
+            query: "stats count(*) as n by kubernetes.namespace".into(),
+            ..Default::default()
+        })
+    };
+    let rows = as_user(signed["tokens"]["alice"].as_str().unwrap())
+        .unwrap()
+        .rows;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["kubernetes.namespace"], "team-a");
+    let forged = as_user(signed["tokens"]["mallory"].as_str().unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(forged.contains("401"), "{forged}");
+    admin.commit().unwrap();
+    let audit = admin
+        .query(&quarry_transport::QueryRequest {
+            query: "filter action = \"query\" | fields actor, auth".into(),
+            access_audit: true,
+            ..Default::default()
+        })
+        .unwrap()
+        .rows;
+    assert!(
+        audit
+            .iter()
+            .any(|r| r["actor"] == "oidc:alice" && r["auth"] == "oidc"),
+        "{audit:?}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

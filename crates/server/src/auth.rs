@@ -369,14 +369,8 @@ impl AccessLog {
     /// Writes a record durably; an error means the request must not be answered with data.
     pub async fn record(&self, rec: AccessRecord) -> Result<(), HttpError> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || write_access(&store, &rec))
-            .await
-            .map_err(|e| {
-                error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("task failed: {e}"),
-                )
-            })?
+        crate::blocking(move || write_access(&store, &rec))
+            .await?
             .map_err(|e| {
                 tracing::error!("cannot write the access audit: {e}");
                 error(

@@ -16,8 +16,8 @@
 //! - **Segments**: for each partition whose `meta.json` changed, the segments it lists that are not sealed
 //!   get a manifest: the SHA-256 of each of their files as on disk, opened while holding tantivy's meta
 //!   lock (so garbage collection cannot remove them half-way), and the Merkle root of their events, read
-//!   back through the store's own reading code ([`block_leaf`]: each block document's stored events, their
-//!   time from the `ts` column, and the block's metadata). Sealed segments that `meta.json` no longer lists
+//!   back from the segment ([`LeafReader::leaf`]: each block document's stored bytes, which hold its
+//!   source and every event's record as written, and the events' times from the `ts` column). Sealed segments that `meta.json` no longer lists
 //!   are recorded as merged into the segments sealed in the same digest. A merge's result is not read
 //!   again where it holds whole sealed segments: their blocks are recognised (event counts per block, and
 //!   the leaf of the first block, read once) and their block leaves reused, so each event is hashed about
@@ -1236,57 +1236,62 @@ impl SegmentBlocks {
     }
 }
 
-/// The Merkle leaf of block `i` of segment `ord` (see [`quarry_trust::chain`]): its stored events read
-/// back through [`read::read_block`], their times from the `ts` column, and the block's metadata as JSON.
-pub fn block_leaf(
-    view: &PartView,
-    ord: u32,
-    blocks: &SegmentBlocks,
-    i: usize,
-) -> Result<Hash, StoreError> {
-    let start = blocks.starts[i];
-    let (meta, events) = read::read_block(&view.searcher, &view.fields, ord, start)?;
-    if events.len() != blocks.counts[i] as usize {
-        return Err(StoreError::Corrupt(format!(
-            "block document {start} holds {} events but is followed by {} event documents",
-            events.len(),
-            blocks.counts[i]
-        )));
+/// Reads the Merkle leaves of one segment's blocks: its document store and time column, opened once.
+pub struct LeafReader {
+    store: tantivy::store::StoreReader,
+    ts: tantivy::columnar::Column<i64>,
+    buf: Vec<u8>,
+}
+
+impl LeafReader {
+    /// The leaf reader of segment `ord`.
+    pub fn of(view: &PartView, ord: u32) -> Result<LeafReader, StoreError> {
+        let seg = view.searcher.segment_reader(ord);
+        Ok(LeafReader {
+            store: seg.get_store_reader(4)?,
+            ts: seg.fast_fields().i64(schema::TS)?,
+            buf: Vec::new(),
+        })
     }
-    let meta_json = serde_json::to_vec(&meta)
-        .map_err(|e| StoreError::Corrupt(format!("block metadata: {e}")))?;
-    let ts = view
-        .searcher
-        .segment_reader(ord)
-        .fast_fields()
-        .i64(schema::TS)?;
-    let mut records = Vec::with_capacity(events.len());
-    for (k, e) in events.iter().enumerate() {
-        let doc = start + 1 + k as DocId;
-        let t = ts
-            .first(doc)
-            .ok_or_else(|| StoreError::Corrupt(format!("event document {doc} has no time")))?;
-        records.push(chain::EventRecord {
-            ts: t,
-            raw: e.raw.as_bytes(),
-            hint: e.hint.as_deref().map(str::as_bytes),
-            parse_error: e.parse_error.as_deref().map(str::as_bytes),
-        });
+
+    /// The Merkle leaf of block `i` (see [`quarry_trust::chain`]): `SHA-256(0x00 || "qbl2" || the block
+    /// document's stored bytes, length-prefixed || the event count || each event's time)`. The stored
+    /// bytes hold the block's source, formats and every event's raw text, hint and parse error exactly
+    /// as written (merges copy them unchanged); the times come from the `ts` column.
+    pub fn leaf(&mut self, blocks: &SegmentBlocks, i: usize) -> Result<Hash, StoreError> {
+        let start = blocks.starts[i];
+        let count = blocks.counts[i];
+        let doc = self.store.get_document_bytes(start)?;
+        let b = &mut self.buf;
+        b.clear();
+        b.push(0);
+        b.extend_from_slice(b"qbl2");
+        b.extend_from_slice(&(doc.len() as u64).to_be_bytes());
+        b.extend_from_slice(doc.as_slice());
+        b.extend_from_slice(&u64::from(count).to_be_bytes());
+        for k in 0..count {
+            let d = start + 1 + k as DocId;
+            let t = self
+                .ts
+                .first(d)
+                .ok_or_else(|| StoreError::Corrupt(format!("event document {d} has no time")))?;
+            b.extend_from_slice(&t.to_be_bytes());
+        }
+        Ok(chain::sha256(b))
     }
-    let mut buf = Vec::with_capacity(64 + events.iter().map(|e| e.raw.len() + 26).sum::<usize>());
-    Ok(chain::block_leaf(&meta_json, &records, &mut buf))
 }
 
 /// Feeds the leaf and event count of every block of segment `ord`, in document order (reads every
-/// event). Returns the segment's document count.
+/// block). Returns the segment's document count.
 pub fn segment_blocks(
     view: &PartView,
     ord: u32,
     sink: &mut dyn FnMut(Hash, u64),
 ) -> Result<LeafSummary, StoreError> {
     let blocks = SegmentBlocks::of(view, ord)?;
+    let mut leaves = LeafReader::of(view, ord)?;
     for i in 0..blocks.len() {
-        sink(block_leaf(view, ord, &blocks, i)?, blocks.counts[i] as u64);
+        sink(leaves.leaf(&blocks, i)?, blocks.counts[i] as u64);
     }
     Ok(LeafSummary {
         docs: blocks.docs as u64,
@@ -1328,6 +1333,7 @@ fn compose_blocks(
 ) -> Result<Vec<Hash>, StoreError> {
     let n = blocks.len();
     let mut roots = Vec::with_capacity(n);
+    let mut leaves = LeafReader::of(view, ord)?;
     let mut p = 0;
     while p < n {
         let mut here: Option<Hash> = None;
@@ -1339,7 +1345,7 @@ fn compose_blocks(
             }
             let first = match here {
                 Some(h) => h,
-                None => *here.insert(block_leaf(view, ord, blocks, p)?),
+                None => *here.insert(leaves.leaf(blocks, p)?),
             };
             if first == c.roots[0] {
                 roots.extend_from_slice(&c.roots);
@@ -1352,7 +1358,7 @@ fn compose_blocks(
         if !took {
             roots.push(match here {
                 Some(h) => h,
-                None => block_leaf(view, ord, blocks, p)?,
+                None => leaves.leaf(blocks, p)?,
             });
             p += 1;
         }

@@ -2,19 +2,21 @@
 //! detection of altered files, the key rules, rotation, crypto-shredding by retention; and (ignored) a
 //! comparison of ingest and query times with encryption on and off.
 
+mod common;
+
+use common::{decode, key};
 use quarry_model::time::{parse_rfc3339, NANOS_PER_SEC};
 use quarry_model::{Event, Kind, Source};
-use quarry_parse::{Decoder, Format};
+use quarry_parse::Format;
 use quarry_store::crypt::{EncryptionConfig, KeyWrapper, MasterKey};
 use quarry_store::partition::{PartView, DAY_NS};
 use quarry_store::read::{block_range, block_starts, materialize, read_block};
 use quarry_store::schema::field_term;
-use quarry_store::wal::BatchKey;
 use quarry_store::{Retention, Store, StoreConfig, StoreError};
 use quarry_trust::keys::{keyring_path, Keyring};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tantivy::collector::Count;
 use tantivy::query::TermQuery;
 use tantivy::schema::IndexRecordOption;
@@ -32,21 +34,6 @@ fn config(dir: &Path, key: Option<u8>) -> StoreConfig {
     cfg.commit_interval = Duration::from_millis(200);
     cfg.encryption = key.and_then(enc);
     cfg
-}
-
-fn decode(format: Format, text: &str, now: i64) -> Vec<Event> {
-    let mut d = Decoder::new(format);
-    let mut out = Vec::new();
-    d.feed(text.as_bytes(), now, &mut out);
-    d.finish(now, &mut out);
-    out
-}
-
-fn key(id: &str) -> BatchKey {
-    BatchKey {
-        batch_id: Some(id.into()),
-        ..BatchKey::default()
-    }
 }
 
 fn audit_lines(n: usize, first: usize, base: i64) -> String {
@@ -466,133 +453,4 @@ fn retention_crypto_shreds_expired_partitions() {
         e.contains("no data key") || e.contains("crypto-shredded"),
         "{e}"
     );
-}
-
-/// Ingest-to-searchable and query times with encryption off and on. Run with
-/// `cargo test --release -p quarry-store --test encryption -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn encryption_overhead() {
-    let batches: usize = std::env::var("QUARRY_ENC_BATCHES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
-    let per = 1000;
-    let inputs: Vec<Vec<Event>> = (0..batches)
-        .map(|b| decode(Format::Audit, &audit_lines(per, b * per, base()), base()))
-        .collect();
-    let raw_mb: f64 = inputs
-        .iter()
-        .flatten()
-        .map(|e| e.raw.len() as f64)
-        .sum::<f64>()
-        / 1e6;
-    let rounds: usize = std::env::var("QUARRY_ENC_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
-    let cache_mb: usize = std::env::var("QUARRY_ENC_CACHE_MB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(quarry_store::crypt::DEFAULT_CACHE_BYTES >> 20);
-    // Best of the rounds per configuration (the two alternate, so a busy moment hurts both alike).
-    let mut results: Vec<(bool, f64, f64, f64, f64, f64, u64)> = Vec::new();
-    for _ in 0..rounds {
-        for key in [None, Some(1u8)] {
-            let dir = tempfile::tempdir().unwrap();
-            let mut cfg = config(dir.path(), key);
-            cfg.commit_interval = Duration::from_secs(2);
-            if let Some(e) = cfg.encryption.as_mut() {
-                e.cache_bytes = cache_mb << 20;
-            }
-            let cfg_enc = cfg.encryption.clone();
-            let store = Store::open(cfg).unwrap();
-            let t = Instant::now();
-            for (b, evs) in inputs.iter().enumerate() {
-                store.ingest(key_of(b), &audit_src(), evs.clone()).unwrap();
-            }
-            store.commit().unwrap();
-            let ingest = t.elapsed().as_secs_f64();
-            let t = Instant::now();
-            store.close().unwrap();
-            let close = t.elapsed().as_secs_f64();
-
-            let t = Instant::now();
-            let ro = Store::open_read_only_with(dir.path(), cfg_enc.clone()).unwrap();
-            let views = ro.views(None, i64::MIN, i64::MAX);
-            let mix = || views.iter().map(query_mix).sum::<usize>();
-            let cold_q = mix();
-            let cold = t.elapsed().as_secs_f64() * 1e3;
-            let runs = 20;
-            let t = Instant::now();
-            for _ in 0..runs {
-                assert_eq!(mix(), cold_q);
-            }
-            let warm = t.elapsed().as_secs_f64() * 1e3 / runs as f64;
-            let t = Instant::now();
-            let n: usize = views.iter().map(|v| read_all(v).unwrap().len()).sum();
-            let read = t.elapsed().as_secs_f64() * 1e3;
-            assert_eq!(n, batches * per);
-            let size: u64 = files(dir.path())
-                .iter()
-                .map(|p| std::fs::metadata(p).unwrap().len())
-                .sum();
-            let r = (key.is_some(), ingest, close, cold, warm, read, size);
-            match results.iter_mut().find(|x| x.0 == r.0) {
-                Some(b) => {
-                    b.1 = b.1.min(r.1);
-                    b.2 = b.2.min(r.2);
-                    b.3 = b.3.min(r.3);
-                    b.4 = b.4.min(r.4);
-                    b.5 = b.5.min(r.5);
-                }
-                None => results.push(r),
-            }
-        }
-    }
-    println!(
-        "{} events, {raw_mb:.1} MB raw, {batches} batches of {per}, best of {rounds} rounds, cache {cache_mb} MiB",
-        batches * per
-    );
-    for (encrypted, ingest, close, cold, warm, read, size) in &results {
-        println!(
-            "encryption {:<3}: ingest+commit {ingest:.2} s ({:.1} MB/s), close {close:.2} s, query mix cold {cold:.1} ms, warm {warm:.2} ms, read all events {read:.0} ms, {:.1} MB on disk",
-            if *encrypted { "on" } else { "off" },
-            raw_mb / ingest,
-            *size as f64 / 1e6
-        );
-    }
-    let (off, on) = (&results[0], &results[1]);
-    println!(
-        "overhead: ingest {:+.1}%, cold query {:+.1}%, warm query {:+.1}%, read all {:+.1}%",
-        (on.1 / off.1 - 1.0) * 100.0,
-        (on.3 / off.3 - 1.0) * 100.0,
-        (on.4 / off.4 - 1.0) * 100.0,
-        (on.5 / off.5 - 1.0) * 100.0
-    );
-}
-
-fn key_of(b: usize) -> BatchKey {
-    key(&format!("perf-{b}"))
-}
-
-/// Term queries, a fast-field scan and a few block reads: what a needle query does.
-fn query_mix(v: &PartView) -> usize {
-    let mut n = count(v, "verb", "get").unwrap()
-        + count(v, "user.username", "alice3").unwrap()
-        + count(v, "auditID", "id-4242").unwrap();
-    for (ord, seg) in v.searcher.segment_readers().iter().enumerate() {
-        let ts = seg.fast_fields().i64("ts").unwrap();
-        n += (0..seg.max_doc())
-            .filter(|&d| ts.first(d).is_some_and(|t| t % 3 == 0))
-            .count();
-        let starts = block_starts(seg, &v.fields).unwrap();
-        for &s in starts.iter().step_by(starts.len() / 5 + 1) {
-            n += read_block(&v.searcher, &v.fields, ord as u32, s)
-                .unwrap()
-                .1
-                .len();
-        }
-    }
-    n
 }

@@ -3,12 +3,14 @@
 //! shared/data/SOURCES.md), stops, and verifies clean; then each tamper, in a fresh copy of the data
 //! directory, must be reported with the right category.
 
+mod common;
+
+use common::{decode, key};
 use quarry_model::time::parse_rfc3339;
 use quarry_model::{Event, Kind, Source};
-use quarry_parse::{Decoder, Format};
+use quarry_parse::Format;
 use quarry_store::crypt::EncryptionConfig;
 use quarry_store::integrity::{self, IntegrityConfig, Recorded, VerifyOptions};
-use quarry_store::wal::BatchKey;
 use quarry_store::{Retention, Store, StoreConfig};
 use quarry_trust::chain::{self, Category, Digest, DigestKind, Note, Reason, Report, SigningKey};
 use quarry_trust::keys::MasterKey;
@@ -47,14 +49,6 @@ fn ssh_lines() -> Vec<String> {
         .collect()
 }
 
-fn decode(format: Format, text: &str, now: i64) -> Vec<Event> {
-    let mut d = Decoder::new(format);
-    let mut out = Vec::new();
-    d.feed(text.as_bytes(), now, &mut out);
-    d.finish(now, &mut out);
-    out
-}
-
 fn syslog(lines: &[String]) -> Vec<Event> {
     decode(
         Format::Syslog,
@@ -68,13 +62,6 @@ fn ssh_source() -> Source {
         kind: Kind::Syslog,
         node: Some("LabSZ".into()),
         ..Source::default()
-    }
-}
-
-fn key(id: &str) -> BatchKey {
-    BatchKey {
-        batch_id: Some(id.into()),
-        ..BatchKey::default()
     }
 }
 

@@ -1,9 +1,12 @@
 //! The store end to end on a temporary data directory: ingest, commit, read back, deduplicate, reopen,
 //! retention.
 
+mod common;
+
+use common::{decode, key};
 use quarry_model::time::{parse_rfc3339, NANOS_PER_SEC};
-use quarry_model::{Event, Kind, Source};
-use quarry_parse::{Decoder, Format};
+use quarry_model::{Kind, Source};
+use quarry_parse::Format;
 use quarry_store::partition::DAY_NS;
 use quarry_store::read::{block_of, block_range, block_starts, materialize, read_block};
 use quarry_store::schema::{column_names, field_term};
@@ -18,21 +21,6 @@ fn config(dir: &std::path::Path) -> StoreConfig {
     let mut cfg = StoreConfig::new(dir);
     cfg.commit_interval = Duration::from_millis(200);
     cfg
-}
-
-fn decode(format: Format, text: &str, now: i64) -> Vec<Event> {
-    let mut d = Decoder::new(format);
-    let mut out = Vec::new();
-    d.feed(text.as_bytes(), now, &mut out);
-    d.finish(now, &mut out);
-    out
-}
-
-fn key(id: &str) -> BatchKey {
-    BatchKey {
-        batch_id: Some(id.into()),
-        ..BatchKey::default()
-    }
 }
 
 fn audit_lines(n: usize, base: i64) -> String {

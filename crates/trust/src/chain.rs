@@ -15,10 +15,10 @@
 //!   its *key id*, the hex SHA-256 of the 32 public key bytes.
 //! - **Events and blocks**: the store keeps events in *blocks* (up to 256 events of one source, its unit
 //!   of storage and of decompression). A segment's Merkle tree has one leaf per block, in document order:
-//!   `SHA-256(0x00 || record)` where `record` is [`block_leaf`]'s encoding, `"qbl1" | len-prefixed block
-//!   metadata JSON (source and format) | event count | each event: ts (i64 BE) | len-prefixed raw text |
-//!   optional hint | optional parse error` (lengths and counts u64 BE; an optional is a 0/1 byte and then
-//!   the value). Inner nodes are `SHA-256(0x01 || left || right)` over the RFC 6962 tree (the left subtree
+//!   `SHA-256(0x00 || "qbl2" || len | the block document's stored bytes (its source, formats and every
+//!   event's raw text, hint and parse error, as the store serialised them) | event count | each event's
+//!   time (i64 BE))`, lengths and counts u64 BE (the store computes it: `quarry_store::integrity`). Hashing
+//!   the stored bytes rather than decoded events keeps sealing at the speed of bulk SHA-256. Inner nodes are `SHA-256(0x01 || left || right)` over the RFC 6962 tree (the left subtree
 //!   holds the largest power of two smaller than the count; the empty tree is `SHA-256("")`). Every event's
 //!   stored record is hashed; an event is proven by its block (which reading it decompresses anyway) and
 //!   the block's path to the root. Leaves per block rather than per event keep sealing at the speed of
@@ -307,65 +307,6 @@ pub fn merkle_root(leaves: &[Hash]) -> Hash {
         b.push(*l);
     }
     b.root()
-}
-
-/// One stored event of a block, as [`block_leaf`] hashes it.
-#[derive(Debug, Clone, Copy)]
-pub struct EventRecord<'a> {
-    /// Event time, UTC nanoseconds.
-    pub ts: i64,
-    /// The original text.
-    pub raw: &'a [u8],
-    /// The parser's context, if any.
-    pub hint: Option<&'a [u8]>,
-    /// Why parsing failed, if it did.
-    pub parse_error: Option<&'a [u8]>,
-}
-
-impl EventRecord<'_> {
-    fn encode_into(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.ts.to_be_bytes());
-        put_bytes(out, self.raw);
-        for opt in [self.hint, self.parse_error] {
-            match opt {
-                None => out.push(0),
-                Some(v) => {
-                    out.push(1);
-                    put_bytes(out, v);
-                }
-            }
-        }
-    }
-}
-
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    out.extend_from_slice(&(b.len() as u64).to_be_bytes());
-    out.extend_from_slice(b);
-}
-
-/// The canonical record of a block (see the module documentation), without the leaf prefix.
-pub fn block_record(meta: &[u8], events: &[EventRecord<'_>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    encode_block(meta, events, &mut out);
-    out
-}
-
-fn encode_block(meta: &[u8], events: &[EventRecord<'_>], out: &mut Vec<u8>) {
-    out.extend_from_slice(b"qbl1");
-    put_bytes(out, meta);
-    out.extend_from_slice(&(events.len() as u64).to_be_bytes());
-    for e in events {
-        e.encode_into(out);
-    }
-}
-
-/// The Merkle leaf of a block: `SHA-256(0x00 || block_record(meta, events))`, hashed in one call;
-/// `buf` is scratch space reused between calls.
-pub fn block_leaf(meta: &[u8], events: &[EventRecord<'_>], buf: &mut Vec<u8>) -> Hash {
-    buf.clear();
-    buf.push(0);
-    encode_block(meta, events, buf);
-    sha256(buf)
 }
 
 /// A run of events that must appear, contiguous and unchanged, in a stream of leaves.
@@ -1932,7 +1873,7 @@ pub trait SegmentSource {
     }
     /// The segment ids (32 hex digits) a partition's `meta.json` lists, in order.
     fn segments(&mut self, partition: &str) -> Result<Vec<String>, String>;
-    /// Feeds the leaf of every stored block of a segment ([`block_leaf`]) with its number of events, in
+    /// Feeds the leaf of every stored block of a segment (see "Events and blocks" above) with its number of events, in
     /// document order.
     fn blocks(
         &mut self,
@@ -2680,35 +2621,6 @@ mod tests {
         }
         // Domain separation: a leaf is not a node.
         assert_ne!(leaf_hash(&[1; 64]), node_hash(&[1; 32], &[1; 32]));
-    }
-
-    #[test]
-    fn block_records_are_unambiguous() {
-        let a = EventRecord {
-            ts: 1,
-            raw: b"ab",
-            hint: None,
-            parse_error: Some(b"c"),
-        };
-        let b = EventRecord {
-            raw: b"a",
-            hint: Some(b"bc"),
-            parse_error: None,
-            ..a
-        };
-        let mut buf = Vec::new();
-        let leaf =
-            |meta: &[u8], evs: &[EventRecord<'_>], buf: &mut Vec<u8>| block_leaf(meta, evs, buf);
-        assert_ne!(leaf(b"{}", &[a], &mut buf), leaf(b"{}", &[b], &mut buf));
-        assert_ne!(
-            leaf(b"{}", &[a, b], &mut buf),
-            leaf(b"{}", &[b, a], &mut buf)
-        );
-        assert_ne!(leaf(b"{}", &[a], &mut buf), leaf(b"{ }", &[a], &mut buf));
-        assert_eq!(
-            leaf(b"{}", &[a, b], &mut buf),
-            leaf_hash(&block_record(b"{}", &[a, b]))
-        );
     }
 
     #[test]

@@ -139,3 +139,44 @@ fn openssl_accepts_the_chain_names_and_purposes() {
     assert!(matches!(init(&bad), Err(CertError::Name { .. })));
     assert!(!dir.path().join("other").exists());
 }
+
+/// What the server reads from a client certificate (`x509::parse_cert`) agrees with OpenSSL's reading.
+#[test]
+fn the_servers_certificate_reader_agrees_with_openssl() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("certs");
+    init(&InitOptions {
+        out: out.clone(),
+        server_names: vec![],
+        nodes: vec!["ip-10-0-1-2.ec2.internal".into()],
+        days: 30,
+        force: false,
+    })
+    .unwrap();
+    let file = "agent-ip-10-0-1-2.ec2.internal.pem";
+    let der = quarry_trust::tls::load_certs(&out.join(file)).unwrap();
+    let info = quarry_trust::x509::parse_cert(&der[0]).unwrap();
+    assert_eq!(info.node(), Some("ip-10-0-1-2.ec2.internal"));
+    assert_eq!(info.dns_names, ["ip-10-0-1-2.ec2.internal"]);
+    let serial = openssl(&["x509", "-in", file, "-noout", "-serial"], &out);
+    let serial = serial
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_lowercase();
+    assert_eq!(
+        serial.trim_start_matches('0'),
+        info.serial.trim_start_matches('0')
+    );
+    // notBefore as OpenSSL prints it, turned into epoch seconds by GNU date.
+    let start = openssl(&["x509", "-in", file, "-noout", "-startdate"], &out);
+    let start = start.trim().trim_start_matches("notBefore=");
+    let epoch = Command::new("date")
+        .args(["-u", "-d", start, "+%s"])
+        .output()
+        .unwrap();
+    let epoch: i64 = String::from_utf8_lossy(&epoch.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(info.not_before, epoch);
+}
