@@ -18,6 +18,7 @@ use std::time::Duration;
 
 mod alerts;
 mod certs;
+mod hold;
 mod hunt;
 mod keys;
 mod rules;
@@ -166,6 +167,9 @@ enum Cmd {
     /// Encryption at rest: generate a master key, rotate it (no data is rewritten).
     #[command(subcommand)]
     Keys(keys::KeysCmd),
+    /// Legal holds: time ranges of kinds that retention keeps until released.
+    #[command(subcommand)]
+    Hold(hold::HoldCmd),
     /// Prove a data directory unaltered: walk its signed digest chain and check every file against it;
     /// reports modified, missing, reordered or inserted data and time gaps, and exits non-zero on any.
     Verify(verify::VerifyArgs),
@@ -818,6 +822,7 @@ fn main() {
         Cmd::Token(c) => token::run(c),
         Cmd::Keys(c) => keys::run_keys(c),
         Cmd::Verify(a) => verify::run(a),
+        Cmd::Hold(c) => hold::run(c),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

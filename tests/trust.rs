@@ -786,3 +786,66 @@ fn oidc_tokens_carry_role_and_namespaces() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `quarry hold`: placed, listed and released on a data directory, each change sealed in its chain.
+#[test]
+fn legal_holds_through_the_cli_are_in_the_chain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let audit =
+        "../shared/data/k8s_audit/falco_trace_files/test/trace_files/k8s_audit/exec_pod.json";
+    run_ok(
+        quarry()
+            .args(["import", "--no-detection", "--data-dir"])
+            .arg(&data)
+            .arg(audit),
+    );
+    assert!(data.join("integrity").is_dir(), "imports start a chain");
+    let hold = |args: &[&str]| {
+        quarry()
+            .arg("hold")
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let placed = hold(&[
+        "add",
+        "--name",
+        "case-4711",
+        "--kind",
+        "audit",
+        "--from",
+        "2020-01-01",
+        "--to",
+        "2030-12-31",
+        "--reason",
+        "HHS inquiry",
+    ]);
+    assert!(placed.status.success(), "{placed:?}");
+    let again = hold(&["add", "--name", "case-4711", "--reason", "twice"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+    let listed = String::from_utf8(hold(&["list"]).stdout).unwrap();
+    assert!(
+        listed.contains("case-4711: audit from 2020-01-01") && listed.contains("HHS inquiry"),
+        "{listed}"
+    );
+    let verify = || {
+        Command::new(env!("CARGO_BIN_EXE_quarry"))
+            .args(["verify", "--data-dir"])
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let v = verify();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+    assert!(hold(&["release", "case-4711"]).status.success());
+    assert!(!hold(&["release", "case-4711"]).status.success());
+    assert!(String::from_utf8(hold(&["list"]).stdout)
+        .unwrap()
+        .contains("no holds"));
+    let v = verify();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+}

@@ -1002,6 +1002,12 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Result<Response, HttpError>
         s.retention_events as f64,
     );
     put(
+        "quarry_retention_held_partitions",
+        "gauge",
+        "Partitions retention would have deleted but a legal hold kept, at its last pass.",
+        s.retention_held as f64,
+    );
+    put(
         "quarry_queries_total",
         "counter",
         "Queries run.",

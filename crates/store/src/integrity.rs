@@ -27,7 +27,7 @@
 //! - **Append-only files** (`wal/*.wal`, `*.jsonl` journals): only the bytes appended since the last digest
 //!   are hashed, as a range. A WAL file removed once its records are in segments (before the checkpoint's
 //!   replay position) is recorded as indexed; one cut or removed by crash recovery, as such.
-//! - **Other files** (checkpoint, `meta.json`, keys, tokens, detection state): rehashed whole when their
+//! - **Other files** (checkpoint, `meta.json`, keys, tokens, legal holds, detection state): rehashed whole when their
 //!   length or modification time changed.
 //! - **Anomalies**: anything that changed in a way the store does not change things — a sealed segment file
 //!   gone or resized, an append-only file that shrank, a covered file removed, a partition gone without a

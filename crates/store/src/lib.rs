@@ -15,7 +15,7 @@
 //! Tamper evidence ([`StoreConfig::integrity`], see [`integrity`]): a signed digest chain in
 //! `integrity/digests/` (and its cache `integrity/state.json`, signing key `keys/signing.pk8` and public
 //! key `keys/signing.pub` by default) covers every file of the data directory but `LOCK`; `quarry verify`
-//! checks it ([`integrity::verify`]).
+//! checks it ([`integrity::verify`]). Retention never deletes what a legal hold ([`hold`]) covers.
 //!
 //! Dependencies: tantivy (inverted index, columnar fast fields, compressed doc store), crc32fast (WAL
 //! record checksums), crossbeam-channel (WAL group commit and the indexer queue), parking_lot (locks),
@@ -26,6 +26,7 @@
 
 pub mod block;
 pub mod crypt;
+pub mod hold;
 pub mod integrity;
 pub mod partition;
 pub mod read;
@@ -206,6 +207,8 @@ pub struct Metrics {
     pub retention_partitions: AtomicU64,
     /// Events deleted by retention.
     pub retention_events: AtomicU64,
+    /// Partitions retention would have deleted but a legal hold kept, at its last pass.
+    pub retention_held: AtomicU64,
 }
 
 /// A point-in-time copy of [`Metrics`] plus sizes.
@@ -233,6 +236,8 @@ pub struct StoreStats {
     pub retention_partitions: u64,
     /// Events deleted by retention.
     pub retention_events: u64,
+    /// Partitions retention would have deleted but a legal hold kept, at its last pass.
+    pub retention_held: u64,
     /// Events committed in all partitions.
     pub events_stored: u64,
     /// Raw bytes committed in all partitions.
@@ -484,6 +489,7 @@ impl Store {
             commits: m.commits.load(Ordering::Relaxed),
             retention_partitions: m.retention_partitions.load(Ordering::Relaxed),
             retention_events: m.retention_events.load(Ordering::Relaxed),
+            retention_held: m.retention_held.load(Ordering::Relaxed),
             wal_bytes: self.inner.wal.as_ref().map(|w| w.disk_bytes()).unwrap_or(0),
             partitions: parts.len() as u64,
             ..StoreStats::default()
@@ -837,6 +843,28 @@ impl Inner {
                 }
             }
         }
+        // Legal holds win over every rule; an unreadable hold file stops retention altogether.
+        let holds = match hold::Holds::load(&self.cfg.data_dir) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(error = %e, "retention deletes nothing while the legal holds cannot be read");
+                self.metrics
+                    .retention_held
+                    .store(doomed.len() as u64, Ordering::Relaxed);
+                return Ok(0);
+            }
+        };
+        let before = doomed.len();
+        doomed.retain(|(p, why)| match holds.covering(p.key) {
+            Some(h) => {
+                tracing::debug!(kind = %p.key.kind, day = %p.key.date(), hold = %h.name, rule = why, "legal hold keeps a partition past retention");
+                false
+            }
+            None => true,
+        });
+        self.metrics
+            .retention_held
+            .store((before - doomed.len()) as u64, Ordering::Relaxed);
         let n = doomed.len() as u64;
         for (p, why) in doomed {
             self.parts.write().remove(&p.key);

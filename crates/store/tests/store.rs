@@ -266,6 +266,62 @@ fn retention_deletes_old_partitions_by_age_and_size() {
 }
 
 #[test]
+fn legal_holds_keep_partitions_past_retention_until_released() {
+    use quarry_store::hold::{holds_path, Hold, Holds};
+    let dir = tempfile::tempdir().unwrap();
+    let now = parse_rfc3339("2024-05-10T12:00:00Z").unwrap();
+    let mut cfg = config(dir.path());
+    cfg.retention = Retention {
+        max_age_ns: [(Kind::Audit, DAY_NS)].into_iter().collect(),
+        max_bytes: Default::default(),
+    };
+    let store = Store::open(cfg).unwrap();
+    for day in 0..5i64 {
+        let ts = now - day * DAY_NS;
+        let evs = decode(Format::Audit, &audit_lines(3, ts), ts);
+        store
+            .ingest(key(&format!("a{day}")), &Source::of_kind(Kind::Audit), evs)
+            .unwrap();
+    }
+    store.commit().unwrap();
+    // Days 2 and 3 ago are under a hold (of audit logs); day 4 is not.
+    let hold = |name: &str, kinds: Vec<Kind>| Hold {
+        name: name.into(),
+        kinds,
+        from_ns: now - 3 * DAY_NS,
+        to_ns: now - 2 * DAY_NS + 1,
+        reason: "case 42".into(),
+        created_ns: now,
+    };
+    Holds::add(dir.path(), hold("case-42", vec![Kind::Audit])).unwrap();
+    Holds::add(dir.path(), hold("other-kind", vec![Kind::VpcFlow])).unwrap();
+    let days = |store: &Store| -> Vec<i64> {
+        let mut d: Vec<i64> = store
+            .views(None, i64::MIN, i64::MAX)
+            .iter()
+            .map(|v| now.div_euclid(DAY_NS) - v.key.day)
+            .collect();
+        d.sort();
+        d
+    };
+    assert_eq!(store.apply_retention(now).unwrap(), 1, "only day 4 goes");
+    assert_eq!(days(&store), [0, 1, 2, 3]);
+    assert_eq!(store.stats().retention_held, 2);
+    // An unreadable hold file stops retention rather than losing a hold.
+    let good = std::fs::read(holds_path(dir.path())).unwrap();
+    std::fs::write(holds_path(dir.path()), b"{").unwrap();
+    assert_eq!(store.apply_retention(now + 10 * DAY_NS).unwrap(), 0);
+    assert_eq!(days(&store), [0, 1, 2, 3]);
+    std::fs::write(holds_path(dir.path()), good).unwrap();
+    // Released, the held days go at the next pass.
+    Holds::release(dir.path(), "case-42").unwrap();
+    assert_eq!(store.apply_retention(now).unwrap(), 2);
+    assert_eq!(days(&store), [0, 1]);
+    assert_eq!(store.stats().retention_held, 0);
+    store.close().unwrap();
+}
+
+#[test]
 fn a_second_writer_is_refused_and_readers_see_commits() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(config(dir.path())).unwrap();

@@ -1390,6 +1390,7 @@ pub fn classify(rel: &str) -> FileClass {
         return FileClass::Journal;
     }
     if rel == "checkpoint.json"
+        || rel == "holds.json"
         || ["alerts/", "keys/", "auth/"]
             .iter()
             .any(|d| rel.starts_with(d))
