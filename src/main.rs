@@ -510,7 +510,8 @@ impl OidcArgs {
                 format!("OIDC token refused: {e}")
             })?;
             Ok(quarry_trust::auth::Principal {
-                name: format!("oidc:{}", id.name),
+                // The subject is the issuer's stable id; the display name may be the user's to choose.
+                name: format!("oidc:{} ({})", id.subject, id.name),
                 role: id.role,
                 scope: id.role.scope(id.namespaces, id.cluster),
                 method: quarry_trust::auth::Method::Oidc(issuer.clone()),
@@ -858,7 +859,9 @@ fn serve(
     data_dir: &std::path::Path,
     on_ready: impl FnOnce(SocketAddr),
 ) -> Result<()> {
-    let auth = Arc::new(quarry_server::auth::Auth::new(data_dir, oidc.check()?));
+    let auth = Arc::new(
+        quarry_server::auth::Auth::new(data_dir, oidc.check()?).map_err(|e| anyhow::anyhow!(e))?,
+    );
     let tls_config = tls.config(&auth)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -918,6 +921,11 @@ fn close_detection(live: Option<Arc<quarry_detect::Live>>) {
 fn server(a: ServerArgs) -> Result<()> {
     let live = a.detect.open(&a.store.data_dir)?;
     let mut cfg = a.store.config()?;
+    if cfg.encryption.is_none() {
+        tracing::warn!(
+            "data at rest is not encrypted: give --master-key-file (`quarry keys generate` makes a key)"
+        );
+    }
     cfg.observer = live.clone().map(|l| l as Arc<dyn quarry_store::Observer>);
     let store = Store::open(cfg)?;
     let s = store.stats();

@@ -88,6 +88,10 @@ pub struct Alert {
     /// The Kubernetes namespace of the first event, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// Every namespace its events name (sorted; empty for cluster-scoped events). Matches naming other
+    /// namespaces never fold into it, so whoever may see these namespaces may see all of the alert.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
     /// Event time of the first and last matching event (UTC ns).
     pub first_seen: i64,
     /// See `first_seen`.
@@ -114,6 +118,11 @@ impl Alert {
     }
 }
 
+/// What matches fold by: the rule's key and the namespaces the event names.
+fn fold_key(dedup_key: &str, namespaces: &[String]) -> String {
+    format!("{dedup_key}\u{0}{}", namespaces.join(","))
+}
+
 /// A match on its way to becoming (or joining) an alert.
 #[derive(Debug, Clone)]
 pub struct Candidate {
@@ -129,6 +138,8 @@ pub struct Candidate {
     pub dedup_key: String,
     /// Namespace of the event.
     pub namespace: Option<String>,
+    /// Every namespace the event names, sorted (see [`Alert::namespaces`]).
+    pub namespaces: Vec<String>,
     /// Event time (UTC ns).
     pub ts: i64,
     /// The event, as evidence.
@@ -267,7 +278,7 @@ impl AlertStore {
         for c in candidates {
             let open = inner
                 .by_key
-                .get(&c.dedup_key)
+                .get(&fold_key(&c.dedup_key, &c.namespaces))
                 .map(|&i| (i, &inner.alerts[i]));
             let record = match open {
                 Some((i, a))
@@ -294,6 +305,7 @@ impl AlertStore {
                         state: AlertState::Open,
                         dedup_key: c.dedup_key,
                         namespace: c.namespace,
+                        namespaces: c.namespaces,
                         first_seen: c.ts,
                         last_seen: c.ts,
                         raised_at: now,
@@ -406,7 +418,8 @@ impl Inner {
             Record::Open { alert, hash } => {
                 let i = self.alerts.len();
                 self.by_id.insert(alert.id.clone(), i);
-                self.by_key.insert(alert.dedup_key.clone(), i);
+                self.by_key
+                    .insert(fold_key(&alert.dedup_key, &alert.namespaces), i);
                 self.seen.push([hash].into_iter().collect());
                 self.alerts.push(alert);
             }
@@ -479,11 +492,46 @@ mod tests {
             tags: vec!["attack.t1609".into()],
             dedup_key: key.into(),
             namespace: Some("prod".into()),
+            namespaces: vec!["prod".into()],
             ts,
             event: serde_json::json!({"n": hash}),
             event_hash: hash,
             suppress_ns: 100,
         }
+    }
+
+    #[test]
+    fn matches_of_other_namespaces_never_fold_into_an_alert() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = AlertStore::open(dir.path()).unwrap();
+        let in_ns = |ns: &[&str], hash| Candidate {
+            namespaces: ns.iter().map(|n| n.to_string()).collect(),
+            ..cand("k", 1000 + hash as i64, hash)
+        };
+        let opened = s
+            .raise(
+                vec![
+                    in_ns(&["a"], 1),
+                    in_ns(&["b"], 2),
+                    in_ns(&["a"], 3),
+                    in_ns(&[], 4),
+                ],
+                7,
+            )
+            .unwrap();
+        let mut scopes: Vec<(Vec<String>, u64)> = opened
+            .iter()
+            .map(|a| (a.namespaces.clone(), s.get(&a.id).unwrap().count))
+            .collect();
+        scopes.sort();
+        assert_eq!(
+            scopes,
+            [(vec![], 1), (vec!["a".into()], 2), (vec!["b".into()], 1)]
+        );
+        drop(s);
+        // The namespaces survive a restart, and so does the folding by them.
+        let s = AlertStore::open(dir.path()).unwrap();
+        assert!(s.raise(vec![in_ns(&["b"], 5)], 8).unwrap().is_empty());
     }
 
     #[test]

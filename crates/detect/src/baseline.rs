@@ -858,6 +858,7 @@ fn candidate(b: Behaviour, source: &Source, ev: &Event, field: u32) -> Candidate
         tags: b.tags(v.verb.unwrap_or("")),
         dedup_key: format!("{}|{entity}", b.rule_id()),
         namespace: v.namespace.map(str::to_string),
+        namespaces: crate::live::namespaces_of(source, ev),
         ts: ev.ts,
         event: crate::evidence(source, ev),
         event_hash: event_hash(source, ev),

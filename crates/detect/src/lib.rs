@@ -39,7 +39,7 @@ mod rules;
 pub use baseline::{BaselineConfig, BaselineStatus, Baselines};
 pub use detector::{Detector, Level, Match, RuleInfo};
 pub use event::{event_json, evidence, FieldTable, Scratch, SigmaEvent};
-pub use live::{Live, LiveMetrics, LiveOptions, DEFAULT_SUPPRESS_NS};
+pub use live::{json_namespaces, Live, LiveMetrics, LiveOptions, DEFAULT_SUPPRESS_NS};
 pub use rules::{
     rule_files, LoadedCorrelation, LoadedRule, Origin, Problem, ProblemKind, ReadError, RuleSet,
 };

@@ -356,6 +356,11 @@ impl Live {
 
 impl Observer for Live {
     fn observe(&self, source: &Source, events: &[Event]) -> Result<(), String> {
+        // Quarry's own access audit is not detection input: alerts on it would show analysts who
+        // searched what, which only auditors may read.
+        if source.kind == quarry_model::Kind::Access {
+            return Ok(());
+        }
         self.process(source, events)
             .map(|_| ())
             .map_err(|e| format!("cannot record alerts: {e}"))
@@ -410,6 +415,46 @@ pub(crate) fn namespace_of(source: &Source, ev: &Event) -> Option<String> {
     }
 }
 
+/// Every namespace an event names, sorted and without repeats: its source's and those of
+/// [`quarry_model::NAMESPACE_FIELDS`] (what a caller's scope is checked against).
+pub(crate) fn namespaces_of(source: &Source, ev: &Event) -> Vec<String> {
+    let mut out: Vec<String> = source.namespace.iter().cloned().collect();
+    for f in quarry_model::NAMESPACE_FIELDS {
+        match ev.fields.get(f) {
+            None | Some(quarry_model::Value::Null) => {}
+            Some(v) => out.push(v.to_string()),
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Namespaces named in evidence JSON: raw audit events (`objectRef.namespace`), Quarry's flat form
+/// (`kubernetes.namespace`), Fluent Bit's (`kubernetes.namespace_name`), and the events of correlations.
+pub fn json_namespaces(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Array(items) => items.iter().for_each(|i| json_namespaces(i, out)),
+        serde_json::Value::Object(m) => {
+            for path in quarry_model::NAMESPACE_FIELDS {
+                let direct = m.get(path);
+                let nested = path
+                    .split_once('.')
+                    .and_then(|(a, b)| m.get(a).and_then(|o| o.get(b)));
+                for x in [direct, nested].into_iter().flatten() {
+                    if let Some(s) = x.as_str() {
+                        out.push(s.to_string());
+                    }
+                }
+            }
+            if let Some(events) = m.get("events") {
+                json_namespaces(events, out);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// A match as an alert candidate.
 fn candidate(rule: &RuleInfo, source: &Source, ev: &Event) -> Candidate {
     let dedup_fields = rule.attribute_list("dedup");
@@ -435,6 +480,7 @@ fn candidate(rule: &RuleInfo, source: &Source, ev: &Event) -> Candidate {
         tags: rule.tags.clone(),
         dedup_key: format!("{}|{entity}", rule.id),
         namespace: namespace_of(source, ev),
+        namespaces: namespaces_of(source, ev),
         ts: ev.ts,
         event: evidence(source, ev),
         event_hash: event_hash(source, ev),
@@ -474,6 +520,10 @@ fn correlation_candidate(f: &Fired) -> Candidate {
         (&rule_id, &entity, f.ts).hash(&mut s);
         s.finish()
     };
+    let mut namespaces: Vec<String> = f.source.namespace.iter().cloned().collect();
+    json_namespaces(&event, &mut namespaces);
+    namespaces.sort();
+    namespaces.dedup();
     Candidate {
         rule_id: rule_id.clone(),
         title: h.rule_title.clone(),
@@ -481,6 +531,7 @@ fn correlation_candidate(f: &Fired) -> Candidate {
         tags: h.tags.clone(),
         dedup_key: format!("{rule_id}|{entity}"),
         namespace: f.source.namespace.clone(),
+        namespaces,
         ts: f.ts,
         event,
         event_hash,

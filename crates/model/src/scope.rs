@@ -130,11 +130,19 @@ impl Scope {
         let mut parts = Vec::new();
         if let Some(ns) = &self.namespaces {
             let list: Vec<String> = ns.iter().map(|n| quote(n)).collect();
+            // `in` lets the index narrow; the language compares numeric-looking strings as numbers
+            // ("100" = "0100" = "1e2", all valid namespace names), so the `concat` test makes the match
+            // exact.
+            let tagged: Vec<String> = ns.iter().map(|n| quote(&format!("ns:{n}"))).collect();
             for f in NAMESPACE_FIELDS {
                 parts.push(if list.is_empty() {
                     format!("not ispresent({f})")
                 } else {
-                    format!("(not ispresent({f}) or {f} in [{}])", list.join(", "))
+                    format!(
+                        "(not ispresent({f}) or ({f} in [{}] and concat(\"ns:\", {f}) in [{}]))",
+                        list.join(", "),
+                        tagged.join(", ")
+                    )
                 });
             }
         }

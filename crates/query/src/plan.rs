@@ -66,14 +66,6 @@ pub(crate) fn is_builtin(name: &str) -> bool {
 }
 
 impl Plan {
-    /// No restriction: every event.
-    pub fn everything() -> Plan {
-        Plan {
-            push: Push::All,
-            leaves: Vec::new(),
-        }
-    }
-
     /// Plans the leading filters and searches of a query (given in execution order).
     pub fn new(q: &Query) -> Result<Plan, QueryError> {
         let mut plan = Plan {

@@ -168,7 +168,17 @@ pub fn run(store: &Store, text: &str, opts: &RunOptions) -> Result<RunOutput, Ru
     }
     stats.segments = segs.len();
 
-    if let Some(table) = count_fast_path(&order, &segs, &views, now, opts)? {
+    // Counting from the index alone trusts it for fields with several values in one event; under a
+    // namespace scope every row is judged instead.
+    let scoped_ns = opts
+        .scope
+        .as_ref()
+        .is_some_and(|s| s.filter_text().is_some());
+    if let Some(table) = (!scoped_ns)
+        .then(|| count_fast_path(&order, &segs, &views, now, opts))
+        .transpose()?
+        .flatten()
+    {
         stats.mode = "columnar counts";
         stats.elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
         return Ok(RunOutput { table, stats });

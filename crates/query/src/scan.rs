@@ -59,10 +59,7 @@ pub fn scan(
     let mut plans = Vec::with_capacity(filters.len());
     let scope = opts.scope.as_ref();
     for f in filters {
-        if f.query.trim().is_empty() && scope.is_none_or(|s| s.is_all()) {
-            plans.push(Plan::everything());
-            continue;
-        }
+        // An empty filter keeps every event (planned as `And([])`, exact), within the scope.
         let q = if f.query.trim().is_empty() {
             Query { commands: vec![] }
         } else {

@@ -71,18 +71,59 @@ pub struct Auth {
     revoked: Mutex<Cached<RevokedFile>>,
     oidc: Option<OidcCheck>,
     logged_in: Mutex<HashSet<String>>,
+    denials: Mutex<Denials>,
+}
+
+/// Denied requests per remote address and status, so that a client hammering the API without
+/// credentials writes at most one access record per address, status and second; the rest are counted
+/// into the next record.
+#[derive(Default)]
+struct Denials {
+    /// (Address, status) -> (second of its last record, denials since then not recorded).
+    by_addr: std::collections::HashMap<(std::net::IpAddr, u16), (u64, u64)>,
+    /// Denials not recorded one by one, in all.
+    folded: u64,
+}
+
+/// Addresses remembered at most (a flood from very many addresses forgets the oldest seconds).
+const MAX_DENIAL_ADDRS: usize = 10_000;
+
+impl Denials {
+    /// Whether this denial gets its own record, and how many earlier ones it stands for.
+    fn admit(&mut self, addr: (std::net::IpAddr, u16), second: u64) -> Option<u64> {
+        if self.by_addr.len() >= MAX_DENIAL_ADDRS && !self.by_addr.contains_key(&addr) {
+            self.by_addr.retain(|_, (s, _)| *s == second);
+        }
+        let e = self.by_addr.entry(addr).or_insert((u64::MAX, 0));
+        if e.0 == second {
+            e.1 += 1;
+            self.folded += 1;
+            None
+        } else {
+            let earlier = std::mem::take(&mut e.1);
+            e.0 = second;
+            Some(earlier)
+        }
+    }
 }
 
 impl Auth {
-    /// Tokens and revocations of `data_dir`, and optionally OIDC.
-    pub fn new(data_dir: &Path, oidc: Option<OidcCheck>) -> Auth {
+    /// Tokens and revocations of `data_dir`, and optionally OIDC; an error when either file cannot be
+    /// read.
+    pub fn new(data_dir: &Path, oidc: Option<OidcCheck>) -> Result<Auth, String> {
         let dir = AuthDir::of(data_dir);
-        Auth {
+        let auth = Auth {
             tokens: Mutex::new(Cached::new(dir.tokens_path())),
             revoked: Mutex::new(Cached::new(dir.revoked_path())),
             oidc,
             logged_in: Mutex::new(HashSet::new()),
-        }
+            denials: Mutex::new(Denials::default()),
+        };
+        // Read both now: token changes are what happens after the start, and an unreadable
+        // revocation list is refused at start rather than ignored.
+        auth.tokens().map_err(|e| e.to_string())?;
+        auth.revoked.lock().get().map_err(|e| e.to_string())?;
+        Ok(auth)
     }
 
     /// The revocation list as it is now (the TLS handshake checks it too).
@@ -148,6 +189,34 @@ impl Auth {
         Err("credentials required: send `Authorization: Bearer TOKEN` (quarry token create) or a client certificate".into())
     }
 
+    /// Denials folded into later records (not written one by one).
+    pub fn folded_denials(&self) -> u64 {
+        self.denials.lock().folded
+    }
+
+    /// Writes the record of a denied request unless its address had one this second (see [`Denials`]).
+    async fn record_denial(
+        &self,
+        access: &AccessLog,
+        mut rec: AccessRecord,
+        addr: SocketAddr,
+    ) -> Result<(), HttpError> {
+        let second = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let Some(earlier) = self.denials.lock().admit((addr.ip(), rec.status), second) else {
+            return Ok(());
+        };
+        if earlier > 0 {
+            let d = rec.detail.get_or_insert_with(String::new);
+            d.push_str(&format!(
+                " (and {earlier} earlier denials from this address, folded into this record)"
+            ));
+        }
+        access.record(rec).await
+    }
+
     /// True the first time a caller is seen since the server started.
     fn first_login(&self, p: &Principal) -> bool {
         self.logged_in
@@ -196,7 +265,7 @@ pub(crate) async fn authenticate(
             let rec = AccessRecord::new("denied", &route, peer.addr, None)
                 .status(401)
                 .detail(&why);
-            if let Err(e) = st.access.record(rec).await {
+            if let Err(e) = st.auth.record_denial(&st.access, rec, peer.addr).await {
                 return e.into_response();
             }
             let mut r = error(StatusCode::UNAUTHORIZED, why).into_response();
@@ -215,7 +284,7 @@ pub(crate) async fn authenticate(
         let rec = AccessRecord::new("denied", &route, peer.addr, Some(&principal))
             .status(403)
             .detail(&why);
-        if let Err(e) = st.access.record(rec).await {
+        if let Err(e) = st.auth.record_denial(&st.access, rec, peer.addr).await {
             return e.into_response();
         }
         return error(StatusCode::FORBIDDEN, why).into_response();
@@ -394,4 +463,26 @@ pub fn write_access(store: &Store, rec: &AccessRecord) -> Result<(), StoreError>
             vec![ev],
         )
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn denials_fold_per_address_and_second() {
+        let mut d = Denials::default();
+        let ip = |s: &str| (s.parse::<std::net::IpAddr>().unwrap(), 401);
+        let (a, b) = (ip("10.0.0.1"), ip("10.0.0.2"));
+        assert_eq!(d.admit(a, 7), Some(0));
+        assert_eq!(d.admit(a, 7), None);
+        assert_eq!(d.admit(a, 7), None);
+        assert_eq!(d.admit(b, 7), Some(0));
+        assert_eq!(
+            d.admit(a, 8),
+            Some(2),
+            "the next record counts the folded ones"
+        );
+        assert_eq!(d.folded, 2);
+    }
 }

@@ -100,11 +100,6 @@ impl AppState {
             tls: Arc::default(),
         })
     }
-
-    /// The access audit.
-    pub fn access(&self) -> &AccessLog {
-        &self.access
-    }
 }
 
 /// Every route's path, as given to the router (a test checks the two agree).
@@ -314,6 +309,21 @@ fn check_source(caller: &Caller, source: &mut Source) -> Result<(), HttpError> {
                 .into(),
         ));
     }
+    // Extra metadata may not shadow the coordinates or the namespace fields the scope is judged by.
+    if let Some(k) = source.extra.keys().find(|k| {
+        k.as_str() == "kubernetes.cluster"
+            || k.as_str() == "kubernetes.node"
+            || k.as_str() == "kubernetes.pod"
+            || k.as_str() == "kubernetes.container"
+            || quarry_model::NAMESPACE_FIELDS.contains(&k.as_str())
+    }) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the source's extra metadata may not set {k}: give it as the source's own field"
+            ),
+        ));
+    }
     if let quarry_trust::auth::Method::Certificate(_) = caller.principal.method {
         let node = caller
             .principal
@@ -504,43 +514,20 @@ fn live(st: &AppState) -> Result<&Arc<Live>, HttpError> {
     })
 }
 
-/// True when every namespace an alert's evidence names is in the caller's scope (or it names none and
-/// cluster-scoped events are granted). Alerts are never of the access audit's kind.
+/// True when every namespace the alert's events name is in the caller's scope (or they name none and
+/// cluster-scoped events are granted). Matches naming other namespaces never fold into an alert, so this
+/// holds for all of it; its evidence is checked too, for alerts from before alerts kept their namespaces.
 fn alert_visible(caller: &Caller, a: &quarry_detect::alerts::Alert) -> bool {
     let scope = &caller.principal.scope;
     if scope.is_all() {
         return true;
     }
-    let mut names: Vec<String> = a.namespace.iter().cloned().collect();
+    let mut names: Vec<String> = a.namespaces.clone();
+    names.extend(a.namespace.iter().cloned());
     for e in &a.evidence {
-        collect_namespaces(e, &mut names);
+        quarry_detect::json_namespaces(e, &mut names);
     }
     scope.allows(Kind::Audit, names.iter().map(String::as_str))
-}
-
-/// Namespaces named in an evidence record: raw audit events (`objectRef.namespace`), Quarry's flat form
-/// (`kubernetes.namespace`), Fluent Bit's (`kubernetes.namespace_name`), and the events of correlations.
-fn collect_namespaces(v: &serde_json::Value, out: &mut Vec<String>) {
-    let serde_json::Value::Object(m) = v else {
-        if let serde_json::Value::Array(items) = v {
-            items.iter().for_each(|i| collect_namespaces(i, out));
-        }
-        return;
-    };
-    for path in quarry_model::NAMESPACE_FIELDS {
-        let direct = m.get(path);
-        let nested = path
-            .split_once('.')
-            .and_then(|(a, b)| m.get(a).and_then(|o| o.get(b)));
-        for x in [direct, nested].into_iter().flatten() {
-            if let Some(s) = x.as_str() {
-                out.push(s.to_string());
-            }
-        }
-    }
-    if let Some(events) = m.get("events") {
-        collect_namespaces(events, out);
-    }
 }
 
 async fn list_alerts(
@@ -1116,6 +1103,12 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Result<Response, HttpError>
             f64::from(u8::from(b.enabled && b.learning)),
         );
     }
+    put(
+        "quarry_access_denials_folded_total",
+        "counter",
+        "Denied requests not written to the access audit one by one (at most one record per address and second; the next record counts them).",
+        st.auth.folded_denials() as f64,
+    );
     put(
         "quarry_tls_handshakes_total",
         "counter",

@@ -427,7 +427,7 @@ impl Layout {
         }
         let stride = block_size + TAG_LEN;
         let blocks = body.div_ceil(stride);
-        let last_plain = body - (blocks - 1) * stride - TAG_LEN;
+        let last_plain = (body - (blocks - 1) * stride).checked_sub(TAG_LEN)?;
         if last_plain > block_size || (last_plain == 0 && blocks > 1) {
             return None;
         }
@@ -1078,6 +1078,10 @@ mod tests {
         }
         assert!(Layout::of(HEADER_LEN + 10, b).is_none());
         assert!(Layout::of(HEADER_LEN + b + TAG_LEN + TAG_LEN, b).is_none());
+        assert!(
+            Layout::of(HEADER_LEN + b + TAG_LEN + 5, b).is_none(),
+            "a cut last tag"
+        );
     }
 
     #[test]

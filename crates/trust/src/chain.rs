@@ -580,6 +580,7 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), ChainError> {
 
 /// One file of a sealed segment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FileDigest {
     /// File name within the partition directory.
     pub name: String,
@@ -591,6 +592,7 @@ pub struct FileDigest {
 
 /// The manifest of a sealed tantivy segment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SegmentManifest {
     /// Partition directory, relative to the data directory (`partitions/<kind>/<YYYY-MM-DD>`).
     pub partition: String,
@@ -673,6 +675,7 @@ pub struct PartitionRemoval {
 
 /// Bytes appended to an append-only file, sealed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AppendRange {
     /// File, relative to the data directory.
     pub path: String,
@@ -686,6 +689,7 @@ pub struct AppendRange {
 
 /// The new content of a file sealed as a whole.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WholeFile {
     /// File, relative to the data directory.
     pub path: String,
@@ -720,6 +724,7 @@ pub struct Truncation {
 /// Everything covered that changed since the previous digest, applied in this order: partitions removed,
 /// segments removed, segments added, files removed, truncations, appended ranges, whole files.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Changes {
     /// Partitions deleted (by retention).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -813,6 +818,7 @@ impl std::fmt::Display for Category {
 
 /// A change the writer saw but did not make, recorded in the digest that sealed it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Anomaly {
     /// What kind of change.
     pub category: Category,
@@ -824,6 +830,7 @@ pub struct Anomaly {
 
 /// A change made from outside the store (a command), recorded with the digest that sealed it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Note {
     /// What happened, e.g. `token created`, `keys rotated`.
     pub what: String,
@@ -872,6 +879,7 @@ impl DigestKind {
 
 /// Everything a digest says; the signature covers it all.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DigestBody {
     /// [`FORMAT_VERSION`].
     pub version: u32,
@@ -905,6 +913,7 @@ pub struct DigestBody {
 
 /// A signed digest, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Digest {
     /// What it says.
     pub body: DigestBody,

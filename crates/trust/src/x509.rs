@@ -150,6 +150,9 @@ pub fn parse_cert(der: &[u8]) -> Result<CertInfo, String> {
 fn time_of(t: &Tlv<'_>) -> Result<i64, String> {
     let s = std::str::from_utf8(t.body).map_err(|_| "bad time")?;
     let digits = s.strip_suffix('Z').ok_or("time not in UTC")?;
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("bad time".into());
+    }
     let (year, rest) = match (t.tag, digits.len()) {
         (0x17, 12) => {
             let yy: i64 = digits[..2].parse().map_err(|_| "bad time")?;

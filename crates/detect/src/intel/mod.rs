@@ -553,6 +553,7 @@ impl IntelHit {
             tags: vec![tactic.to_string()],
             dedup_key: format!("{rule_id}|{}|{entity}", ind.value),
             namespace,
+            namespaces: crate::live::namespaces_of(source, ev),
             ts: ev.ts,
             event,
             event_hash,
