@@ -383,7 +383,7 @@ impl Writer {
 
     /// Remembers what WAL recovery did, for the next digest.
     pub(crate) fn note_recovery(&self, r: &Recovery) {
-        if r.torn_at.is_some() || r.torn_bytes > 0 || r.auth_failures > 0 {
+        if r.torn_at.is_some() || r.torn_bytes > 0 {
             *self.recovery.lock() = Some(r.clone());
         }
     }
@@ -681,7 +681,7 @@ impl Writer {
                 .map(|r| r.to)
                 .unwrap_or(0);
             let explained = match (class, recovery) {
-                (FileClass::Wal { start }, Some(r)) if r.auth_failures == 0 => {
+                (FileClass::Wal { start }, Some(r)) => {
                     r.torn_at.is_some_and(|t| t >= *start && t - start == len)
                 }
                 _ => false,
@@ -704,18 +704,6 @@ impl Writer {
                 reason,
             });
             from = boundary;
-        }
-        if let (FileClass::Wal { .. }, Some(r)) = (class, recovery) {
-            if r.auth_failures > 0 {
-                out.anomaly(
-                    Category::Modified,
-                    &f.rel,
-                    format!(
-                        "{} WAL records failed authentication at start (tampering or a damaged disk)",
-                        r.auth_failures
-                    ),
-                );
-            }
         }
         if len > from || !st.chain.files.contains_key(&f.rel) {
             let h = chain::hash_range(&mut file, from, len - from).map_err(io_err(&path))?;

@@ -13,8 +13,9 @@
 //! With encryption at rest (a [`Crypt`]) each file has its own data key (owner `wal/<file name>`) and a
 //! record's body is `nonce | AES-256-GCM ciphertext | tag`, bound to the file name and the record's
 //! position (see [`crate::crypt`]); the CRC covers those bytes. A record whose CRC is right but which fails
-//! authentication (tampering, or a damaged disk) ends the log exactly like a bad CRC, is counted in
-//! [`Recovery::auth_failures`] and logged as an error. Removing a file shreds its key.
+//! authentication cannot be a torn write: it was altered after it was written (or the disk is damaged),
+//! and the log refuses to open, naming the file, rather than drop it and every acknowledged record after
+//! it. Removing a file shreds its key.
 
 use crate::block::{get_varint, put_varint};
 use crate::crypt::{Crypt, RecordCipher, RECORD_OVERHEAD};
@@ -144,9 +145,6 @@ pub struct Recovery {
     pub torn_bytes: u64,
     /// Where the torn tail was found.
     pub torn_at: Option<u64>,
-    /// Records whose checksum was right but which failed authentication (encrypted logs only): tampering
-    /// or a damaged disk, not a crash. Their bytes are in `torn_bytes`.
-    pub auth_failures: u64,
 }
 
 struct Append<T> {
@@ -306,12 +304,12 @@ impl<T: Send + 'static> Wal<T> {
             )?;
             let (good, len) = (scan.good, scan.len);
             if scan.auth_failed {
-                recovery.auth_failures += 1;
-                tracing::error!(
-                    file = %path.display(),
-                    at = start + good,
-                    "a write-ahead log record fails authentication (altered on disk, or a damaged disk): the log ends there"
-                );
+                // Its checksum is right, so it is no torn write: the record was altered after it was
+                // written. Cutting the log there would drop it and every acknowledged record after it.
+                return Err(WalError::Encryption(format!(
+                    "{} holds a record at byte {good} that fails authentication: it was altered after it was written (or the disk is damaged). Refusing to start rather than drop it and everything after it: restore the file from a backup, or move it aside to accept the loss",
+                    path.display()
+                )));
             }
             end = start + good;
             if good < len {
@@ -875,6 +873,23 @@ mod tests {
         .unwrap()
     }
 
+    /// The error opening the encrypted log of `data_dir` gives.
+    fn open_enc_err(data_dir: &Path) -> String {
+        let (tx, _rx) = unbounded();
+        let c = crypt(data_dir, 5).unwrap();
+        match Wal::<()>::open(
+            &data_dir.join("wal"),
+            0,
+            Dedup::default(),
+            tx,
+            true,
+            Some(c),
+        ) {
+            Ok(_) => panic!("the log opened"),
+            Err(e) => e.to_string(),
+        }
+    }
+
     #[test]
     fn encrypted_records_replay_and_hide_their_content() {
         let dir = tempfile::tempdir().unwrap();
@@ -897,7 +912,7 @@ mod tests {
             "batch ids are encrypted too"
         );
         let (wal, replay, rec) = open_enc(dir.path(), 0);
-        assert_eq!((replay.len(), rec.torn_bytes, rec.auth_failures), (3, 0, 0));
+        assert_eq!((replay.len(), rec.torn_bytes), (3, 0));
         assert_eq!(replay[2].blocks[0], b"secret payload 2");
         assert!(wal.is_duplicate(&key("b1", "s", 1)));
         // Appending to the reopened file continues with the same key.
@@ -935,11 +950,9 @@ mod tests {
         let crc = crc32fast::hash(&data[rec + 8..rec + 8 + len]);
         data[rec + 4..rec + 8].copy_from_slice(&crc.to_le_bytes());
         fs::write(&path, &data).unwrap();
-        let (wal, replay, r) = open_enc(dir.path(), 0);
-        assert_eq!((replay.len(), r.auth_failures), (1, 1));
-        assert_eq!(r.torn_at, Some(lsns[0]));
-        assert_eq!(r.torn_bytes, good.len() as u64 - lsns[0]);
-        drop(wal);
+        let err = open_enc_err(dir.path());
+        assert!(err.contains("fails authentication"), "{err}");
+        assert_eq!(fs::read(&path).unwrap(), data, "nothing was cut");
         // Records cannot be moved either: the second record copied over the first fails.
         let dir = tempfile::tempdir().unwrap();
         let (wal, _, _) = open_enc(dir.path(), 0);
@@ -952,8 +965,7 @@ mod tests {
         let data = fs::read(&path).unwrap();
         let half = data.len() / 2;
         fs::write(&path, [&data[half..], &data[half..]].concat()).unwrap();
-        let (_, replay, r) = open_enc(dir.path(), 0);
-        assert_eq!((replay.len(), r.auth_failures), (0, 1));
+        assert!(open_enc_err(dir.path()).contains("fails authentication"));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{decode, key};
+use common::{copy_dir, decode, key};
 use quarry_model::time::parse_rfc3339;
 use quarry_model::{Event, Kind, Source};
 use quarry_parse::Format;
@@ -73,24 +73,6 @@ fn config(dir: &Path, cadence: Duration) -> StoreConfig {
         ..IntegrityConfig::default()
     });
     cfg
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            // A file of a running server may go while it is copied (a temporary file renamed).
-            match fs::copy(e.path(), &target) {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => panic!("copy: {e}"),
-            }
-        }
-    }
 }
 
 /// The data directories every test starts from (copies of them).
