@@ -400,43 +400,58 @@ fn tls_tokens_roles_and_namespace_scope() {
         all, 6,
         "2 + 1 container lines, 1 syslog line, 2 audit events"
     );
-    assert_eq!(
-        count(&analyst_a, "filter ispresent(@message)"),
-        3,
-        "team-a: 2 lines + its audit event"
-    );
-    assert_eq!(
-        count(&analyst_a, "filter kubernetes.namespace = \"team-b\""),
-        0
-    );
-    assert_eq!(
-        count(&analyst_a, "filter objectRef.namespace = \"team-b\""),
-        0
-    );
-    assert_eq!(
-        count(&analyst_a, "filter @source = \"syslog\""),
-        0,
-        "no cluster grant"
-    );
-    assert_eq!(
-        count(&analyst_b, "filter @source = \"syslog\""),
-        1,
-        "cluster granted"
-    );
-    assert_eq!(
-        count(&analyst_b, "filter kubernetes.namespace = \"team-a\""),
-        0
-    );
-    assert_eq!(
-        count(&analyst_a, "filter @source = \"access\""),
-        0,
-        "analysts never see the access audit"
-    );
-    assert_eq!(
-        count(&auditor, "filter @source != \"access\""),
-        0,
-        "auditors see only the access audit"
-    );
+    for (who, tok, q, want) in [
+        (
+            "team-a: its 2 lines and its audit event",
+            &analyst_a,
+            "filter ispresent(@message)",
+            3,
+        ),
+        (
+            "team-a, team-b's lines",
+            &analyst_a,
+            "filter kubernetes.namespace = \"team-b\"",
+            0,
+        ),
+        (
+            "team-a, team-b's audit",
+            &analyst_a,
+            "filter objectRef.namespace = \"team-b\"",
+            0,
+        ),
+        (
+            "team-a without cluster grant",
+            &analyst_a,
+            "filter @source = \"syslog\"",
+            0,
+        ),
+        (
+            "team-b with cluster grant",
+            &analyst_b,
+            "filter @source = \"syslog\"",
+            1,
+        ),
+        (
+            "team-b, team-a's lines",
+            &analyst_b,
+            "filter kubernetes.namespace = \"team-a\"",
+            0,
+        ),
+        (
+            "an analyst, the access audit",
+            &analyst_a,
+            "filter @source = \"access\"",
+            0,
+        ),
+        (
+            "an auditor, the logs",
+            &auditor,
+            "filter @source != \"access\"",
+            0,
+        ),
+    ] {
+        assert_eq!(count(tok, q), want, "{who}");
+    }
     assert!(
         count(&auditor, "filter action = \"login\"") > 0,
         "an auditor's queries read the access audit"
