@@ -1158,8 +1158,20 @@ fn demo(a: DemoArgs) -> Result<()> {
     );
     println!("data directory: {}", dir.display());
     let live = a.detect.open(&dir)?;
+    // Certificates, and for a temporary data directory a master key, live beside it for the demo's run.
+    let certs_dir = tempfile::Builder::new()
+        .prefix("quarry-demo-certs-")
+        .tempdir()?;
     let mut store_cfg = StoreConfig::new(&dir);
     store_cfg.integrity = Some(quarry_store::integrity::IntegrityConfig::default());
+    if a.data_dir.is_none() {
+        let key = certs_dir.path().join("master.key");
+        quarry_trust::keys::MasterKey::generate_file(&key)?;
+        store_cfg.encryption = Some(quarry_store::crypt::EncryptionConfig::new(Arc::new(
+            quarry_trust::keys::MasterKey::from_file(&key)?,
+        )));
+        println!("encrypted at rest with a fresh master key; signed digests every 60 s");
+    }
     store_cfg.commit_interval = Duration::from_secs(1);
     store_cfg.observer = live.clone().map(|l| l as Arc<dyn quarry_store::Observer>);
     let store = Store::open(store_cfg)?;
@@ -1200,9 +1212,6 @@ fn demo(a: DemoArgs) -> Result<()> {
         return Ok(());
     }
     // The demo serves as a real server does: TLS with a fresh CA, and an admin token.
-    let certs_dir = tempfile::Builder::new()
-        .prefix("quarry-demo-certs-")
-        .tempdir()?;
     quarry_trust::certs::init(&quarry_trust::certs::InitOptions {
         out: certs_dir.path().to_path_buf(),
         server_names: Vec::new(),

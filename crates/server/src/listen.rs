@@ -1,8 +1,8 @@
 //! Listeners: TLS (rustls) or, only when asked with `--insecure`, plain TCP.
 //!
-//! TLS handshakes run in their own tasks, so a slow or silent client cannot hold up the others. A
-//! client that sends plain HTTP to the TLS port gets a short plain-text 400 saying to use `https://`
-//! rather than a closed connection, and every failed handshake is counted.
+//! TLS handshakes run in their own tasks (at most 256 at once, 10 s each), so a slow or silent client
+//! cannot hold up the others. A client that sends plain HTTP to the TLS port gets a short plain-text 400
+//! saying to use `https://` rather than a closed connection, and every failed handshake is counted.
 
 use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
@@ -59,6 +59,9 @@ pub struct TlsListener {
 /// How long a client has to finish its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Handshakes in progress at most; beyond, accepting waits (so silent clients cannot pile up tasks).
+const MAX_HANDSHAKES: usize = 256;
+
 impl TlsListener {
     /// Accepts TCP connections on `tcp` and completes their handshakes with `config`.
     pub fn new(
@@ -69,8 +72,12 @@ impl TlsListener {
         let local = tcp.local_addr()?;
         let (tx, rx) = mpsc::channel(64);
         let acceptor = TlsAcceptor::from(config);
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
         tokio::spawn(async move {
             loop {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
                 let (stream, addr) = match tcp.accept().await {
                     Ok(c) => c,
                     Err(e) => {
@@ -81,9 +88,10 @@ impl TlsListener {
                 };
                 let (acceptor, tx, metrics) = (acceptor.clone(), tx.clone(), metrics.clone());
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&acceptor, stream))
-                        .await
-                    {
+                    let done =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&acceptor, stream)).await;
+                    drop(slot);
+                    match done {
                         Ok(Ok(tls)) => {
                             metrics.handshakes.fetch_add(1, Ordering::Relaxed);
                             let cert = tls
