@@ -52,7 +52,7 @@ struct Cli {
 }
 
 /// Settings a configuration file may hold, and the environment variable each one fills.
-const CONFIG_KEYS: [(&str, &str); 17] = [
+const CONFIG_KEYS: [(&str, &str); 18] = [
     ("data_dir", "QUARRY_DATA_DIR"),
     ("listen", "QUARRY_LISTEN"),
     ("server", "QUARRY_SERVER"),
@@ -60,6 +60,7 @@ const CONFIG_KEYS: [(&str, &str); 17] = [
     ("commit_interval", "QUARRY_COMMIT_INTERVAL"),
     ("retention", "QUARRY_RETENTION"),
     ("retention_size", "QUARRY_RETENTION_SIZE"),
+    ("retention_namespace", "QUARRY_RETENTION_NAMESPACE"),
     ("writer_memory_mb", "QUARRY_WRITER_MEMORY_MB"),
     ("writer_threads", "QUARRY_WRITER_THREADS"),
     ("log", "QUARRY_LOG"),
@@ -244,6 +245,11 @@ struct StoreArgs {
     /// Keep at most this much disk per kind, oldest days deleted first, e.g. `container=50GB,vpcflow=20GB`.
     #[arg(long, env = "QUARRY_RETENTION_SIZE", value_parser = parse_retention_size)]
     retention_size: Option<PerKind<u64>>,
+    /// Keep the events of these namespaces at least this long, whatever their kind's rules, e.g.
+    /// `payments=2190d,billing=2190d`: a day that holds events of one is kept until its age has passed.
+    /// (Days are whole per kind, so a namespace can be kept longer than its kind, not deleted sooner.)
+    #[arg(long, env = "QUARRY_RETENTION_NAMESPACE", value_parser = parse_namespace_ages)]
+    retention_namespace: Option<NamespaceAges>,
     /// Memory budget of each partition's index writer, in MiB.
     #[arg(long, env = "QUARRY_WRITER_MEMORY_MB", default_value_t = 128)]
     writer_memory_mb: usize,
@@ -329,6 +335,11 @@ impl StoreArgs {
                 .retention_size
                 .iter()
                 .flat_map(|r| r.0.iter().copied())
+                .collect(),
+            namespace_min_age_ns: self
+                .retention_namespace
+                .iter()
+                .flat_map(|r| r.0.iter().cloned())
                 .collect(),
         };
         Ok(cfg)
@@ -771,6 +782,26 @@ fn kind_pairs<T>(
 
 fn parse_retention_age(s: &str) -> Result<PerKind<i64>, String> {
     kind_pairs(s, quarry_query::parse_duration, "a duration such as 30d")
+}
+
+/// `NAMESPACE=AGE` pairs of `--retention-namespace`.
+#[derive(Clone)]
+struct NamespaceAges(Vec<(String, i64)>);
+
+fn parse_namespace_ages(s: &str) -> Result<NamespaceAges, String> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            let (ns, age) = p
+                .split_once('=')
+                .ok_or_else(|| format!("{p:?}: expected NAMESPACE=AGE such as payments=2190d"))?;
+            quarry_trust::auth::check_namespace(ns.trim()).map_err(|e| e.to_string())?;
+            let age = quarry_query::parse_duration(age.trim())
+                .ok_or_else(|| format!("{p:?}: {age:?} is not a duration such as 2190d"))?;
+            Ok((ns.trim().to_string(), age))
+        })
+        .collect::<Result<_, String>>()
+        .map(NamespaceAges)
 }
 
 fn parse_retention_size(s: &str) -> Result<PerKind<u64>, String> {

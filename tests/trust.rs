@@ -904,6 +904,20 @@ fn legal_holds_through_the_cli_are_in_the_chain() {
     };
     let v = verify();
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+    // A namespace's longer retention is checked as a namespace name.
+    let bad = quarry()
+        .args([
+            "server",
+            "--insecure",
+            "--retention-namespace",
+            "Payments=2190d",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a Kubernetes namespace name"));
     assert!(hold(&["release", "case-4711"]).status.success());
     assert!(!hold(&["release", "case-4711"]).status.success());
     assert!(String::from_utf8(hold(&["list"]).stdout)

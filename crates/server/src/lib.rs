@@ -989,6 +989,12 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Result<Response, HttpError>
         s.retention_events as f64,
     );
     put(
+        "quarry_retention_namespace_kept_total",
+        "counter",
+        "Times a namespace's longer retention kept a partition its kind's rules would have deleted.",
+        s.retention_namespace_kept as f64,
+    );
+    put(
         "quarry_retention_held_partitions",
         "gauge",
         "Partitions retention would have deleted but a legal hold kept, at its last pass.",

@@ -115,6 +115,12 @@ pub struct Retention {
     pub max_age_ns: BTreeMap<Kind, i64>,
     /// Delete a kind's oldest partitions while the kind uses more than this many bytes on disk.
     pub max_bytes: BTreeMap<Kind, u64>,
+    /// Keep the events of a Kubernetes namespace at least this long (nanoseconds), whatever their kind's
+    /// rules: a day that holds events of the namespace stays until the namespace's age has passed too.
+    /// (Partitions are whole days of a kind, so a namespace can be kept longer than its kind, not
+    /// deleted sooner.)
+    #[serde(default)]
+    pub namespace_min_age_ns: BTreeMap<String, i64>,
 }
 
 /// How to open a store.
@@ -209,6 +215,8 @@ pub struct Metrics {
     pub retention_events: AtomicU64,
     /// Partitions retention would have deleted but a legal hold kept, at its last pass.
     pub retention_held: AtomicU64,
+    /// Times a namespace's longer retention kept a partition its kind's rules would have deleted.
+    pub retention_namespace_kept: AtomicU64,
 }
 
 /// A point-in-time copy of [`Metrics`] plus sizes.
@@ -238,6 +246,8 @@ pub struct StoreStats {
     pub retention_events: u64,
     /// Partitions retention would have deleted but a legal hold kept, at its last pass.
     pub retention_held: u64,
+    /// Times a namespace's longer retention kept a partition.
+    pub retention_namespace_kept: u64,
     /// Events committed in all partitions.
     pub events_stored: u64,
     /// Raw bytes committed in all partitions.
@@ -490,6 +500,7 @@ impl Store {
             retention_partitions: m.retention_partitions.load(Ordering::Relaxed),
             retention_events: m.retention_events.load(Ordering::Relaxed),
             retention_held: m.retention_held.load(Ordering::Relaxed),
+            retention_namespace_kept: m.retention_namespace_kept.load(Ordering::Relaxed),
             wal_bytes: self.inner.wal.as_ref().map(|w| w.disk_bytes()).unwrap_or(0),
             partitions: parts.len() as u64,
             ..StoreStats::default()
@@ -843,6 +854,15 @@ impl Inner {
                 }
             }
         }
+        // A namespace kept longer keeps every day that holds it.
+        doomed.retain(|(p, why)| match namespace_keeping(p, &r.namespace_min_age_ns, now_ns) {
+            Some(ns) => {
+                tracing::debug!(kind = %p.key.kind, day = %p.key.date(), namespace = %ns, rule = why, "a namespace's retention keeps a partition");
+                self.metrics.retention_namespace_kept.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            None => true,
+        });
         // Legal holds win over every rule; an unreadable hold file stops retention altogether.
         let holds = match hold::Holds::load(&self.cfg.data_dir) {
             Ok(h) => h,
@@ -883,6 +903,30 @@ impl Inner {
         }
         Ok(n)
     }
+}
+
+/// The namespace whose longer retention keeps partition `p` at `now_ns`, if any: one whose age has not
+/// passed since the partition's day ended and whose events the partition holds.
+fn namespace_keeping<'a>(
+    p: &Partition,
+    rules: &'a BTreeMap<String, i64>,
+    now_ns: i64,
+) -> Option<&'a str> {
+    if rules.is_empty() {
+        return None;
+    }
+    let view = p.view();
+    rules
+        .iter()
+        .filter(|(_, age)| p.key.end_ns() > now_ns.saturating_sub(**age))
+        .find(|(ns, _)| {
+            quarry_model::NAMESPACE_FIELDS.iter().any(|f| {
+                schema::field_term(&view.fields, f, &quarry_model::Value::Str((*ns).clone()))
+                    .and_then(|t| view.searcher.doc_freq(&t).ok())
+                    .is_some_and(|n| n > 0)
+            })
+        })
+        .map(|(ns, _)| ns.as_str())
 }
 
 /// Writes a file so that readers see either the old or the new content: temp file, fsync, rename.

@@ -228,6 +228,7 @@ fn retention_deletes_old_partitions_by_age_and_size() {
     cfg.retention = Retention {
         max_age_ns: [(Kind::Text, 3 * DAY_NS)].into_iter().collect(),
         max_bytes: [(Kind::Audit, 1)].into_iter().collect(),
+        ..Retention::default()
     };
     let store = Store::open(cfg).unwrap();
     for day in 0..6i64 {
@@ -273,7 +274,7 @@ fn legal_holds_keep_partitions_past_retention_until_released() {
     let mut cfg = config(dir.path());
     cfg.retention = Retention {
         max_age_ns: [(Kind::Audit, DAY_NS)].into_iter().collect(),
-        max_bytes: Default::default(),
+        ..Retention::default()
     };
     let store = Store::open(cfg).unwrap();
     for day in 0..5i64 {
@@ -318,6 +319,53 @@ fn legal_holds_keep_partitions_past_retention_until_released() {
     assert_eq!(store.apply_retention(now).unwrap(), 2);
     assert_eq!(days(&store), [0, 1]);
     assert_eq!(store.stats().retention_held, 0);
+    store.close().unwrap();
+}
+
+#[test]
+fn a_namespace_kept_longer_keeps_the_days_that_hold_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = parse_rfc3339("2024-05-10T12:00:00Z").unwrap();
+    let mut cfg = config(dir.path());
+    cfg.retention = Retention {
+        max_age_ns: [(Kind::Container, DAY_NS)].into_iter().collect(),
+        namespace_min_age_ns: [("payments".to_string(), 30 * DAY_NS)]
+            .into_iter()
+            .collect(),
+        ..Retention::default()
+    };
+    let store = Store::open(cfg).unwrap();
+    let source = |ns: &str| Source {
+        kind: Kind::Container,
+        namespace: Some(ns.into()),
+        ..Source::default()
+    };
+    for day in 0..5i64 {
+        let ts = now - day * DAY_NS;
+        let mut namespaces = vec!["web"];
+        if day == 2 || day == 3 {
+            namespaces.push("payments");
+        }
+        for ns in namespaces {
+            let evs = decode(Format::Text, "a line\n", ts);
+            store
+                .ingest(key(&format!("{ns}{day}")), &source(ns), evs)
+                .unwrap();
+        }
+    }
+    store.commit().unwrap();
+    // The container rule dooms days 2, 3 and 4; days 2 and 3 hold payments, kept 30 days.
+    assert_eq!(store.apply_retention(now).unwrap(), 1);
+    let mut days: Vec<i64> = store
+        .views(None, i64::MIN, i64::MAX)
+        .iter()
+        .map(|v| now.div_euclid(DAY_NS) - v.key.day)
+        .collect();
+    days.sort();
+    assert_eq!(days, [0, 1, 2, 3]);
+    assert_eq!(store.stats().retention_namespace_kept, 2);
+    // Past the namespace's 30 days they go too.
+    assert_eq!(store.apply_retention(now + 40 * DAY_NS).unwrap(), 4);
     store.close().unwrap();
 }
 
