@@ -83,15 +83,7 @@ impl TlsServer {
         if !body.is_empty() {
             cmd.args(["--data-binary", "@-"]);
         }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        let _ = child.stdin.take().unwrap().write_all(body);
-        let out = child.wait_with_output().unwrap();
+        let out = common::run_with_input(cmd.stderr(Stdio::null()), body);
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
         (
@@ -125,16 +117,10 @@ impl Drop for TlsServer {
 }
 
 fn openssl(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new("openssl")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    let _ = child.stdin.take().unwrap().write_all(stdin);
-    child.wait_with_output().unwrap()
+    common::run_with_input(
+        Command::new("openssl").args(args).stderr(Stdio::piped()),
+        stdin,
+    )
 }
 
 /// An agent certificate signed by `certs`' CA that expired in 2020, made with `openssl ca`.
@@ -746,21 +732,10 @@ fn oidc_tokens_carry_role_and_namespaces() {
                         "headers": {"kid": "ec256"}},
         },
     });
-    let mut sign = Command::new("python3")
-        .arg(script)
-        .arg("sign")
-        .arg(&keys)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    sign.stdin
-        .take()
-        .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
-    let out = sign.wait_with_output().unwrap();
+    let out = common::run_with_input(
+        Command::new("python3").arg(script).arg("sign").arg(&keys),
+        request.to_string().as_bytes(),
+    );
     assert!(out.status.success());
     let signed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let jwks = tmp.path().join("jwks.json");

@@ -46,6 +46,19 @@ fn token_template() -> &'static (PathBuf, String) {
     })
 }
 
+/// Runs `cmd` with `input` on its standard input and its standard output captured (standard error as
+/// the caller set it). A process that exits without reading all of `input` is not an error here: its
+/// status and output say what happened.
+pub fn run_with_input(cmd: &mut Command, input: &[u8]) -> std::process::Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let _ = child.stdin.take().unwrap().write_all(input);
+    child.wait_with_output().unwrap()
+}
+
 /// The admin token every test server accepts.
 pub fn admin_token() -> &'static str {
     &token_template().1
@@ -180,14 +193,7 @@ pub fn post(url: &str, headers: &[&str], body: &[u8]) -> (u16, String) {
     for h in headers {
         cmd.args(["-H", h]);
     }
-    let mut child = cmd
-        .arg(url)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(body).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_input(cmd.arg(url), body);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap();
     (code.trim().parse().unwrap(), body.to_string())

@@ -1061,26 +1061,11 @@ mod tests {
         }
     }
 
-    /// Splits one CSV line (RFC 4180 quotes).
-    fn csv_line(line: &str) -> Vec<String> {
-        let mut row = Vec::new();
-        let mut cur = String::new();
-        let mut q = false;
-        let mut chars = line.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '"' if q && chars.peek() == Some(&'"') => {
-                    cur.push('"');
-                    chars.next();
-                }
-                '"' => q = !q,
-                ',' if !q => row.push(std::mem::take(&mut cur)),
-                c => cur.push(c),
-            }
-        }
-        row.push(cur);
-        row
+    // The loghub CSV reader the integration tests use too.
+    mod csv {
+        include!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/csv.rs"));
     }
+    use csv::csv_line;
 
     /// The `<*>` values of `template` in `text`; `None` when it does not fit.
     fn template_values(template: &str, text: &str) -> Option<Vec<String>> {

@@ -157,28 +157,11 @@ fn vrl_cloudwatch_subscription_message_as_json() {
 }
 
 fn csv_rows(rel: &str) -> Vec<Vec<String>> {
-    let text = read_str(rel);
-    let mut rows = Vec::new();
-    for line in text.lines().skip(1) {
-        let mut row = Vec::new();
-        let mut cur = String::new();
-        let mut q = false;
-        let mut chars = line.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '"' if q && chars.peek() == Some(&'"') => {
-                    cur.push('"');
-                    chars.next();
-                }
-                '"' => q = !q,
-                ',' if !q => row.push(std::mem::take(&mut cur)),
-                c => cur.push(c),
-            }
-        }
-        row.push(cur);
-        rows.push(row);
-    }
-    rows
+    read_str(rel)
+        .lines()
+        .skip(1)
+        .map(common::csv::csv_line)
+        .collect()
 }
 
 fn loghub(system: &str, format: Format) -> Vec<Event> {

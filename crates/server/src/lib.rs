@@ -874,150 +874,154 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Result<Response, HttpError>
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
         ));
     };
-    put(
-        "quarry_ingest_requests_total",
-        "counter",
-        "Ingest requests received.",
-        c(&m.ingest_requests) as f64,
-    );
-    put(
-        "quarry_ingest_rejected_total",
-        "counter",
-        "Ingest requests refused with an error (nothing stored).",
-        c(&m.ingest_rejected) as f64,
-    );
-    put(
-        "quarry_ingest_body_bytes_total",
-        "counter",
-        "Decompressed ingest body bytes received.",
-        c(&m.ingest_bytes) as f64,
-    );
-    put(
-        "quarry_ingest_batches_total",
-        "counter",
-        "Batches stored.",
-        s.batches as f64,
-    );
-    put(
-        "quarry_ingest_duplicate_batches_total",
-        "counter",
-        "Retried batches recognised and not stored again.",
-        s.duplicate_batches as f64,
-    );
-    put(
-        "quarry_ingest_events_total",
-        "counter",
-        "Events stored.",
-        s.events_ingested as f64,
-    );
-    put(
-        "quarry_ingest_raw_bytes_total",
-        "counter",
-        "Raw bytes of events stored.",
-        s.raw_bytes_ingested as f64,
-    );
-    put(
-        "quarry_ingest_parse_errors_total",
-        "counter",
-        "Events stored as raw text because they did not parse.",
-        s.parse_errors as f64,
-    );
-    put(
-        "quarry_wal_torn_bytes",
-        "gauge",
-        "Bytes cut from a torn WAL tail at the last start (never acknowledged).",
-        s.wal_torn_bytes as f64,
-    );
-    put(
-        "quarry_wal_replayed_records",
-        "gauge",
-        "WAL records replayed at the last start.",
-        s.wal_replayed_records as f64,
-    );
-    put(
-        "quarry_wal_bytes",
-        "gauge",
-        "Bytes in WAL files.",
-        s.wal_bytes as f64,
-    );
-    put(
-        "quarry_index_errors_total",
-        "counter",
-        "Failures adding events to an index (the events stay in the WAL).",
-        s.index_errors as f64,
-    );
-    put(
-        "quarry_commits_total",
-        "counter",
-        "Partition commits.",
-        s.commits as f64,
-    );
-    put(
-        "quarry_store_events",
-        "gauge",
-        "Events searchable in the store.",
-        s.events_stored as f64,
-    );
-    put(
-        "quarry_store_raw_bytes",
-        "gauge",
-        "Raw bytes of the events in the store.",
-        s.raw_bytes_stored as f64,
-    );
-    put(
-        "quarry_store_partition_bytes",
-        "gauge",
-        "Bytes on disk in partitions.",
-        s.partition_bytes as f64,
-    );
-    put(
-        "quarry_store_partitions",
-        "gauge",
-        "Partitions (kind and day).",
-        s.partitions as f64,
-    );
-    put(
-        "quarry_retention_deleted_partitions_total",
-        "counter",
-        "Partitions deleted by retention.",
-        s.retention_partitions as f64,
-    );
-    put(
-        "quarry_retention_deleted_events_total",
-        "counter",
-        "Events deleted by retention.",
-        s.retention_events as f64,
-    );
-    put(
-        "quarry_retention_namespace_kept_total",
-        "counter",
-        "Times a namespace's longer retention kept a partition its kind's rules would have deleted.",
-        s.retention_namespace_kept as f64,
-    );
-    put(
-        "quarry_retention_held_partitions",
-        "gauge",
-        "Partitions retention would have deleted but a legal hold kept, at its last pass.",
-        s.retention_held as f64,
-    );
-    put(
-        "quarry_queries_total",
-        "counter",
-        "Queries run.",
-        c(&m.queries) as f64,
-    );
-    put(
-        "quarry_query_errors_total",
-        "counter",
-        "Queries refused or failed.",
-        c(&m.query_errors) as f64,
-    );
-    put(
-        "quarry_query_seconds_total",
-        "counter",
-        "Time spent running queries.",
-        c(&m.query_micros) as f64 / 1e6,
-    );
+    for (name, kind, help, v) in [
+        (
+            "quarry_ingest_requests_total",
+            "counter",
+            "Ingest requests received.",
+            c(&m.ingest_requests) as f64,
+        ),
+        (
+            "quarry_ingest_rejected_total",
+            "counter",
+            "Ingest requests refused with an error (nothing stored).",
+            c(&m.ingest_rejected) as f64,
+        ),
+        (
+            "quarry_ingest_body_bytes_total",
+            "counter",
+            "Decompressed ingest body bytes received.",
+            c(&m.ingest_bytes) as f64,
+        ),
+        (
+            "quarry_ingest_batches_total",
+            "counter",
+            "Batches stored.",
+            s.batches as f64,
+        ),
+        (
+            "quarry_ingest_duplicate_batches_total",
+            "counter",
+            "Retried batches recognised and not stored again.",
+            s.duplicate_batches as f64,
+        ),
+        (
+            "quarry_ingest_events_total",
+            "counter",
+            "Events stored.",
+            s.events_ingested as f64,
+        ),
+        (
+            "quarry_ingest_raw_bytes_total",
+            "counter",
+            "Raw bytes of events stored.",
+            s.raw_bytes_ingested as f64,
+        ),
+        (
+            "quarry_ingest_parse_errors_total",
+            "counter",
+            "Events stored as raw text because they did not parse.",
+            s.parse_errors as f64,
+        ),
+        (
+            "quarry_wal_torn_bytes",
+            "gauge",
+            "Bytes cut from a torn WAL tail at the last start (never acknowledged).",
+            s.wal_torn_bytes as f64,
+        ),
+        (
+            "quarry_wal_replayed_records",
+            "gauge",
+            "WAL records replayed at the last start.",
+            s.wal_replayed_records as f64,
+        ),
+        (
+            "quarry_wal_bytes",
+            "gauge",
+            "Bytes in WAL files.",
+            s.wal_bytes as f64,
+        ),
+        (
+            "quarry_index_errors_total",
+            "counter",
+            "Failures adding events to an index (the events stay in the WAL).",
+            s.index_errors as f64,
+        ),
+        (
+            "quarry_commits_total",
+            "counter",
+            "Partition commits.",
+            s.commits as f64,
+        ),
+        (
+            "quarry_store_events",
+            "gauge",
+            "Events searchable in the store.",
+            s.events_stored as f64,
+        ),
+        (
+            "quarry_store_raw_bytes",
+            "gauge",
+            "Raw bytes of the events in the store.",
+            s.raw_bytes_stored as f64,
+        ),
+        (
+            "quarry_store_partition_bytes",
+            "gauge",
+            "Bytes on disk in partitions.",
+            s.partition_bytes as f64,
+        ),
+        (
+            "quarry_store_partitions",
+            "gauge",
+            "Partitions (kind and day).",
+            s.partitions as f64,
+        ),
+        (
+            "quarry_retention_deleted_partitions_total",
+            "counter",
+            "Partitions deleted by retention.",
+            s.retention_partitions as f64,
+        ),
+        (
+            "quarry_retention_deleted_events_total",
+            "counter",
+            "Events deleted by retention.",
+            s.retention_events as f64,
+        ),
+        (
+            "quarry_retention_namespace_kept_total",
+            "counter",
+            "Times a namespace's longer retention kept a partition its kind's rules would have deleted.",
+            s.retention_namespace_kept as f64,
+        ),
+        (
+            "quarry_retention_held_partitions",
+            "gauge",
+            "Partitions retention would have deleted but a legal hold kept, at its last pass.",
+            s.retention_held as f64,
+        ),
+        (
+            "quarry_queries_total",
+            "counter",
+            "Queries run.",
+            c(&m.queries) as f64,
+        ),
+        (
+            "quarry_query_errors_total",
+            "counter",
+            "Queries refused or failed.",
+            c(&m.query_errors) as f64,
+        ),
+        (
+            "quarry_query_seconds_total",
+            "counter",
+            "Time spent running queries.",
+            c(&m.query_micros) as f64 / 1e6,
+        ),
+    ] {
+        put(name, kind, help, v);
+    }
     if let Some(live) = &st.live {
         let (d, dl) = (live.metrics(), live.delivery());
         for (name, help, v) in [

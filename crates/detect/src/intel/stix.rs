@@ -364,61 +364,26 @@ pub(super) mod pattern {
                     i = p[i..].find('\n').map_or(b.len(), |n| i + n);
                     continue;
                 }
-                b'[' => {
+                b'[' | b']' | b'(' | b')' | b',' => {
                     i += 1;
-                    Tok::LBrack
-                }
-                b']' => {
-                    i += 1;
-                    Tok::RBrack
-                }
-                b'(' => {
-                    i += 1;
-                    Tok::LParen
-                }
-                b')' => {
-                    i += 1;
-                    Tok::RParen
-                }
-                b',' => {
-                    i += 1;
-                    Tok::Comma
+                    match c {
+                        b'[' => Tok::LBrack,
+                        b']' => Tok::RBrack,
+                        b'(' => Tok::LParen,
+                        b')' => Tok::RParen,
+                        _ => Tok::Comma,
+                    }
                 }
                 b'\'' => {
                     let (s, next) = string(p, i)?;
                     i = next;
                     Tok::Str(s)
                 }
-                b'=' => {
-                    i += if b.get(i + 1) == Some(&b'=') { 2 } else { 1 };
-                    Tok::Cmp(Op::Eq)
-                }
-                b'!' if b.get(i + 1) == Some(&b'=') => {
-                    i += 2;
-                    Tok::Cmp(Op::Neq)
-                }
-                b'<' => match b.get(i + 1) {
-                    Some(b'=') => {
-                        i += 2;
-                        Tok::Cmp(Op::Le)
-                    }
-                    Some(b'>') => {
-                        i += 2;
-                        Tok::Cmp(Op::Neq)
-                    }
-                    _ => {
-                        i += 1;
-                        Tok::Cmp(Op::Lt)
-                    }
-                },
-                b'>' => {
-                    if b.get(i + 1) == Some(&b'=') {
-                        i += 2;
-                        Tok::Cmp(Op::Ge)
-                    } else {
-                        i += 1;
-                        Tok::Cmp(Op::Gt)
-                    }
+                b'=' | b'!' | b'<' | b'>' => {
+                    let (op, len) = comparison(&b[i..])
+                        .ok_or_else(|| format!("unexpected '!' at offset {i}"))?;
+                    i += len;
+                    Tok::Cmp(op)
                 }
                 b'+' | b'-' | b'.' | b'0'..=b'9' => {
                     i += 1;
@@ -461,6 +426,22 @@ pub(super) mod pattern {
             out.push((tok, start, i));
         }
         Ok(out)
+    }
+
+    /// The comparison operator at the start of `b` and its length: `=`, `==`, `!=`, `<`, `<=`, `<>`, `>`,
+    /// `>=`.
+    fn comparison(b: &[u8]) -> Option<(Op, usize)> {
+        Some(match (b.first()?, b.get(1)) {
+            (b'=', Some(b'=')) => (Op::Eq, 2),
+            (b'=', _) => (Op::Eq, 1),
+            (b'!', Some(b'=')) => (Op::Neq, 2),
+            (b'<', Some(b'=')) => (Op::Le, 2),
+            (b'<', Some(b'>')) => (Op::Neq, 2),
+            (b'<', _) => (Op::Lt, 1),
+            (b'>', Some(b'=')) => (Op::Ge, 2),
+            (b'>', _) => (Op::Gt, 1),
+            _ => return None,
+        })
     }
 
     /// A quoted string starting at `b[at] == '\''`: its text and the offset after it.

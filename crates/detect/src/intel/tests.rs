@@ -116,26 +116,17 @@ fn intel_csv_feed_loads_every_type_with_its_metadata() {
     );
     // Problems name the file and line.
     let bad: Vec<String> = intel.problems().iter().map(|p| p.to_string()).collect();
-    assert!(
-        bad.iter()
-            .any(|p| p.contains("feed.csv:14: invalid:") && p.contains("not-an-ip")),
-        "{bad:#?}"
-    );
-    assert!(
-        bad.iter()
-            .any(|p| p.contains("feed.csv:15: unsupported:") && p.contains("email")),
-        "{bad:#?}"
-    );
-    assert!(
-        bad.iter()
-            .any(|p| p.contains("feed.csv:16: invalid:") && p.contains("9 fields")),
-        "{bad:#?}"
-    );
-    assert!(
-        bad.iter()
-            .any(|p| p.contains("feed.csv:11: warning:") && p.contains("host bits")),
-        "{bad:#?}"
-    );
+    for (at, what) in [
+        ("feed.csv:14: invalid:", "not-an-ip"),
+        ("feed.csv:15: unsupported:", "email"),
+        ("feed.csv:16: invalid:", "9 fields"),
+        ("feed.csv:11: warning:", "host bits"),
+    ] {
+        assert!(
+            bad.iter().any(|p| p.contains(at) && p.contains(what)),
+            "{at} {what}: {bad:#?}"
+        );
+    }
 }
 
 #[test]

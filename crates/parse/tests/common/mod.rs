@@ -2,6 +2,8 @@
 //! reparse check.
 #![allow(dead_code)]
 
+pub mod csv;
+
 use quarry_model::{Event, Fields, Value};
 use quarry_parse::{reparse, DecodeStats, Decoder, DecoderOptions, Format};
 use std::path::PathBuf;
