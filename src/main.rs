@@ -52,7 +52,7 @@ struct Cli {
 }
 
 /// Settings a configuration file may hold, and the environment variable each one fills.
-const CONFIG_KEYS: [(&str, &str); 18] = [
+const CONFIG_KEYS: [(&str, &str); 19] = [
     ("data_dir", "QUARRY_DATA_DIR"),
     ("listen", "QUARRY_LISTEN"),
     ("server", "QUARRY_SERVER"),
@@ -61,6 +61,7 @@ const CONFIG_KEYS: [(&str, &str); 18] = [
     ("retention", "QUARRY_RETENTION"),
     ("retention_size", "QUARRY_RETENTION_SIZE"),
     ("retention_namespace", "QUARRY_RETENTION_NAMESPACE"),
+    ("retention_interval", "QUARRY_RETENTION_INTERVAL"),
     ("writer_memory_mb", "QUARRY_WRITER_MEMORY_MB"),
     ("writer_threads", "QUARRY_WRITER_THREADS"),
     ("log", "QUARRY_LOG"),
@@ -245,11 +246,16 @@ struct StoreArgs {
     /// Keep at most this much disk per kind, oldest days deleted first, e.g. `container=50GB,vpcflow=20GB`.
     #[arg(long, env = "QUARRY_RETENTION_SIZE", value_parser = parse_retention_size)]
     retention_size: Option<PerKind<u64>>,
-    /// Keep the events of these namespaces at least this long, whatever their kind's rules, e.g.
-    /// `payments=2190d,billing=2190d`: a day that holds events of one is kept until its age has passed.
-    /// (Days are whole per kind, so a namespace can be kept longer than its kind, not deleted sooner.)
+    /// Keep the events of these namespaces this long, longer or shorter than their kind's rules, e.g.
+    /// `payments=2190d,dev=7d`. Logs whose source is in such a namespace (container logs) are stored in
+    /// partitions of the namespace's own, deleted once its age has passed. Events that only name the
+    /// namespace (audit events) stay with their kind: their days are kept until the age has passed,
+    /// never deleted sooner than the kind.
     #[arg(long, env = "QUARRY_RETENTION_NAMESPACE", value_parser = parse_namespace_ages)]
     retention_namespace: Option<NamespaceAges>,
+    /// How often the retention rules and legal holds are applied.
+    #[arg(long, env = "QUARRY_RETENTION_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    retention_interval: Duration,
     /// Memory budget of each partition's index writer, in MiB.
     #[arg(long, env = "QUARRY_WRITER_MEMORY_MB", default_value_t = 128)]
     writer_memory_mb: usize,
@@ -322,6 +328,7 @@ impl StoreArgs {
         cfg.encryption = self.master.encryption()?;
         cfg.integrity = Some(self.integrity.config());
         cfg.commit_interval = self.commit_interval;
+        cfg.retention_interval = self.retention_interval;
         cfg.fsync = !self.no_fsync;
         cfg.writer.memory = self.writer_memory_mb.max(16) << 20;
         cfg.writer.threads = self.writer_threads.max(1);
@@ -336,7 +343,7 @@ impl StoreArgs {
                 .iter()
                 .flat_map(|r| r.0.iter().copied())
                 .collect(),
-            namespace_min_age_ns: self
+            namespace_age_ns: self
                 .retention_namespace
                 .iter()
                 .flat_map(|r| r.0.iter().cloned())

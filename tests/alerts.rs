@@ -270,12 +270,7 @@ fn alerts_reach_webhook_slack_alertmanager_and_cef_and_keep_their_lifecycle() {
     let dl: serde_json::Value = serde_json::from_str(dl.lines().next().unwrap()).unwrap();
     assert_eq!(dl["sink"], "webhook");
     assert_eq!(dl["alert"]["id"], id.as_str());
-    let metrics = Command::new("curl")
-        .args(["-H", &common::auth_header()])
-        .args(["-sf", &format!("{}/metrics", server.url)])
-        .output()
-        .unwrap();
-    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    let metrics = common::get(&format!("{}/metrics", server.url));
     assert!(
         metrics.contains("quarry_alert_dead_letters_total 1\n"),
         "{metrics}"
@@ -440,10 +435,6 @@ fn threat_intelligence_indicators_raise_alerts_on_ingest() {
         .collect();
     indicators.sort();
     assert_eq!(indicators, ["\"203.0.113.64/26\"", "\"203.0.113.66\""]);
-    let metrics = Command::new("curl")
-        .args(["-H", &common::auth_header()])
-        .args(["-sf", &format!("{}/metrics", server.url)])
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&metrics.stdout).contains("quarry_intel_matches_total 2"));
+    let metrics = common::get(&format!("{}/metrics", server.url));
+    assert!(metrics.contains("quarry_intel_matches_total 2"));
 }

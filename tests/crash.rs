@@ -94,17 +94,8 @@ fn acknowledged_batches_survive_sigkill_and_none_is_partial() {
     for (k, n) in &counts {
         assert_eq!(*n, LINES as i64, "batch {k} is partial or duplicated");
     }
-    let metrics = reqwest_text(&format!("{}/metrics", server.url));
+    let metrics = common::get(&format!("{}/metrics", server.url));
     assert!(metrics.contains("quarry_wal_replayed_records"), "{metrics}");
     eprintln!("{} batches acknowledged, {} stored (the rest were written but not acknowledged before a kill)", acked.len(), counts.len());
     server.stop();
-}
-
-fn reqwest_text(url: &str) -> String {
-    let out = std::process::Command::new("curl")
-        .args(["-H", &common::auth_header()])
-        .args(["-sf", url])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }

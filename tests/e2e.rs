@@ -316,12 +316,7 @@ fn ingest_api_answers_and_refuses_clearly() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["@message"], "{not json");
 
-    let metrics = std::process::Command::new("curl")
-        .args(["-H", &common::auth_header()])
-        .args(["-sf", &format!("{url}/metrics")])
-        .output()
-        .unwrap();
-    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    let metrics = common::get(&format!("{url}/metrics"));
     assert!(
         metrics.contains("quarry_ingest_duplicate_batches_total 2"),
         "{metrics}"
@@ -377,4 +372,82 @@ fn a_configuration_file_sets_defaults_and_refuses_unknown_keys() {
         err.contains("unknown setting \"retention_days\"") && err.contains("retention_size"),
         "{err}"
     );
+}
+
+/// Retention through the server: a kind's age, a namespace kept longer and one deleted sooner, applied
+/// on the server's own cadence, counted in /metrics and recorded in the digest chain.
+#[test]
+fn the_server_applies_retention_per_kind_and_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--commit-interval",
+            "100ms",
+            "--retention",
+            "container=30d",
+            "--retention-namespace",
+            "dev=7d,payments=3650d",
+            "--retention-interval",
+            "200ms",
+        ],
+    );
+    let day = 86_400 * 1_000_000_000i64;
+    let now = quarry_model::time::now_nanos();
+    for ns in ["web", "dev", "payments"] {
+        let lines: String = [1, 10, 40]
+            .iter()
+            .map(|age| {
+                let ts = quarry_model::time::format_rfc3339_nanos(now - age * day);
+                format!("{ts} stdout F {ns} line from {age} days ago\n")
+            })
+            .collect();
+        let url = format!(
+            "{}/api/v1/ingest?kind=container&namespace={ns}&pod=p&container=c",
+            server.url
+        );
+        let (code, body) = post(&url, &[], lines.as_bytes());
+        assert_eq!(code, 200, "{body}");
+    }
+    // dev keeps 1 day of 3 (7 days), web 2 (its kind's 30 days), payments all 3 (ten years).
+    let expected = [("dev", 1), ("payments", 3), ("web", 2)];
+    let counts = || -> Vec<(String, u64)> {
+        let mut c: Vec<(String, u64)> =
+            query(&server.url, "stats count(*) as n by kubernetes.namespace")
+                .iter()
+                .map(|r| {
+                    (
+                        r["kubernetes.namespace"].as_str().unwrap().to_string(),
+                        r["n"].as_u64().unwrap(),
+                    )
+                })
+                .collect();
+        c.sort();
+        c
+    };
+    let started = std::time::Instant::now();
+    let want: Vec<(String, u64)> = expected.iter().map(|(n, c)| (n.to_string(), *c)).collect();
+    while counts() != want {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "retention did not run: {:?}",
+            counts()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let metrics = common::get(&format!("{}/metrics", server.url));
+    for line in [
+        "quarry_retention_deleted_partitions_total 3",
+        "quarry_retention_namespace_deleted_partitions_total 2",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    server.stop();
+    let out = quarry()
+        .args(["verify", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}");
 }

@@ -313,6 +313,16 @@ fn tls_tokens_roles_and_namespace_scope() {
         covered.push(route);
     }
     assert_eq!(s.curl(&["/healthz"], &[]).0, 200, "health needs nothing");
+    // The store's counters cover every namespace: not for an analyst limited to some.
+    for path in ["/api/v1/stats", "/metrics"] {
+        let (code, text) = s.call("GET", path, &analyst_a, b"");
+        assert_eq!(code, 403, "{path}: {text}");
+        assert!(
+            text.contains("its counters cover every namespace"),
+            "{text}"
+        );
+        assert_eq!(s.call("GET", path, &admin, b"").0, 200, "{path}");
+    }
     for route in quarry_server::ROUTES {
         assert!(
             covered.iter().any(|c| c == route),
@@ -879,7 +889,7 @@ fn legal_holds_through_the_cli_are_in_the_chain() {
     };
     let v = verify();
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
-    // A namespace's longer retention is checked as a namespace name.
+    // A namespace's retention rule is checked as a namespace name.
     let bad = quarry()
         .args([
             "server",

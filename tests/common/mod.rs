@@ -174,6 +174,16 @@ pub fn query(url: &str, q: &str) -> Vec<serde_json::Map<String, serde_json::Valu
     .rows
 }
 
+/// GETs `url` with curl and the admin token; the answer's body, empty on an error status.
+pub fn get(url: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-H", &auth_header()])
+        .args(["-sf", url])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// POSTs `body` with curl (a real HTTP client) and the admin token; returns the status and the answer's
 /// body.
 pub fn post(url: &str, headers: &[&str], body: &[u8]) -> (u16, String) {

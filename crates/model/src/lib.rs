@@ -12,7 +12,7 @@ pub mod time;
 
 pub use fields::{flatten_json, Fields, Value, MAX_FIELDS};
 pub use kind::{Kind, ParseKindError};
-pub use scope::{Scope, NAMESPACE_FIELDS};
+pub use scope::{is_namespace_name, Scope, NAMESPACE_FIELDS};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

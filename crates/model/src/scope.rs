@@ -157,6 +157,18 @@ impl Scope {
     }
 }
 
+/// True for a Kubernetes namespace name (an RFC 1123 label: at most 63 of `a-z`, `0-9` and `-`, starting
+/// and ending with a letter or digit), what a scope, a retention rule or a partition folder may name.
+pub fn is_namespace_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    let ok = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter().all(|c| ok(c) || *c == b'-')
+        && b.first().is_some_and(ok)
+        && b.last().is_some_and(ok)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

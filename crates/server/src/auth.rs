@@ -276,11 +276,7 @@ pub(crate) async fn authenticate(
             return r;
         }
     };
-    if !principal.role.permits(action) {
-        let why = format!(
-            "{} (role {}) may not use {route}",
-            principal.name, principal.role
-        );
+    if let Some(why) = principal.refusal(action, &route) {
         let rec = AccessRecord::new("denied", &route, peer.addr, Some(&principal))
             .status(403)
             .detail(&why);

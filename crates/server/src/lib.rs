@@ -996,6 +996,12 @@ async fn metrics(State(st): State<Arc<AppState>>) -> Result<Response, HttpError>
             s.retention_namespace_kept as f64,
         ),
         (
+            "quarry_retention_namespace_deleted_partitions_total",
+            "counter",
+            "Partitions of a namespace's own deleted by its rule (also in quarry_retention_deleted_partitions_total).",
+            s.retention_namespace_partitions as f64,
+        ),
+        (
             "quarry_retention_held_partitions",
             "gauge",
             "Partitions retention would have deleted but a legal hold kept, at its last pass.",

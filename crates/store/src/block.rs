@@ -25,6 +25,10 @@ pub struct BlockMeta {
     pub source: Source,
     /// Name of the parser that read the events (`Event::format`).
     pub format: String,
+    /// The namespace whose own partitions hold the block (see [`PartKey`](crate::partition::PartKey)),
+    /// decided once at ingest so that a WAL replay puts the block where it went the first time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_namespace: Option<String>,
 }
 
 /// One stored event: what is needed to read it again.
@@ -225,6 +229,7 @@ mod tests {
                 ..Source::default()
             },
             format: "cri".into(),
+            partition_namespace: None,
         }
     }
 

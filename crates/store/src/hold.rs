@@ -33,7 +33,7 @@ pub struct Hold {
 
 impl Hold {
     /// True when the hold keeps partition `key`.
-    pub fn covers(&self, key: PartKey) -> bool {
+    pub fn covers(&self, key: &PartKey) -> bool {
         (self.kinds.is_empty() || self.kinds.contains(&key.kind))
             && key.start_ns() < self.to_ns
             && key.end_ns() > self.from_ns
@@ -135,7 +135,7 @@ impl Holds {
     }
 
     /// The first hold that keeps partition `key`.
-    pub fn covering(&self, key: PartKey) -> Option<&Hold> {
+    pub fn covering(&self, key: &PartKey) -> Option<&Hold> {
         self.holds.iter().find(|h| h.covers(key))
     }
 }
@@ -167,20 +167,20 @@ mod tests {
         .unwrap();
         let held = Holds::load(dir.path()).unwrap();
         let key = |kind, day: i64| PartKey::of(kind, day * DAY + 5);
-        assert!(held.covering(key(Kind::Audit, 10)).is_some());
-        assert!(held.covering(key(Kind::Audit, 11)).is_some());
+        assert!(held.covering(&key(Kind::Audit, 10)).is_some());
+        assert!(held.covering(&key(Kind::Audit, 11)).is_some());
         assert!(
-            held.covering(key(Kind::Audit, 12)).is_none(),
+            held.covering(&key(Kind::Audit, 12)).is_none(),
             "to is exclusive"
         );
-        assert!(held.covering(key(Kind::Audit, 9)).is_none());
-        assert!(held.covering(key(Kind::Container, 10)).is_none());
+        assert!(held.covering(&key(Kind::Audit, 9)).is_none());
+        assert!(held.covering(&key(Kind::Container, 10)).is_none());
         assert!(Holds::add(dir.path(), hold("case-1", vec![], 0, 1)).is_err());
         assert!(Holds::add(dir.path(), hold("case-2", vec![], 5, 5)).is_err());
         Holds::add(dir.path(), hold("all", vec![], 0, DAY)).unwrap();
         assert!(Holds::load(dir.path())
             .unwrap()
-            .covering(key(Kind::VpcFlow, 0))
+            .covering(&key(Kind::VpcFlow, 0))
             .is_some());
         assert_eq!(Holds::release(dir.path(), "case-1").unwrap().name, "case-1");
         assert!(Holds::release(dir.path(), "case-1").is_err());

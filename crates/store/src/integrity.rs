@@ -931,7 +931,7 @@ impl Writer {
             IntegrityError::Refused(format!("{p} is not a partition directory name"))
         })?;
         for _ in 0..SEAL_ATTEMPTS {
-            let part = Partition::open(key, dir.clone(), reader_config(), false, crypt)?;
+            let part = Partition::open(key.clone(), dir.clone(), reader_config(), false, crypt)?;
             let view = part.view();
             let ords: HashMap<String, u32> = view
                 .searcher
@@ -1162,13 +1162,12 @@ fn reader_config() -> WriterConfig {
     }
 }
 
-/// The partition key of `partitions/<kind>/<YYYY-MM-DD>`.
+/// The partition key of `partitions/<kind>/<name>` (see [`PartKey::parse`]).
 fn part_key(p: &str) -> Option<PartKey> {
     let mut it = p.strip_prefix("partitions/")?.split('/');
     let kind: Kind = it.next()?.parse().ok()?;
-    let day = it.next()?;
-    let ns = quarry_model::time::parse_rfc3339(&format!("{day}T00:00:00Z")).ok()?;
-    Some(PartKey::of(kind, ns))
+    let key = PartKey::parse(kind, it.next()?)?;
+    it.next().is_none().then_some(key)
 }
 
 fn rel_path(data_dir: &Path, p: &Path) -> String {
@@ -1394,8 +1393,8 @@ impl Inner {
         Ok(())
     }
 
-    /// Records that retention deletes a partition (`why`: `age` or `size`), before it does.
-    pub(crate) fn note_retention(&self, key: PartKey, dir: &Path, why: &str) {
+    /// Records that retention deletes a partition (`why`: `age`, `size` or `namespace`), before it does.
+    pub(crate) fn note_retention(&self, key: &PartKey, dir: &Path, why: &str) {
         let Some(w) = &self.integrity else { return };
         let r = &self.cfg.retention;
         let policy = match why {
@@ -1409,6 +1408,14 @@ impl Inner {
                 key.kind,
                 r.max_bytes.get(&key.kind).copied().unwrap_or(0)
             ),
+            "namespace" => {
+                let ns = key.namespace.as_deref().unwrap_or_default();
+                format!(
+                    "namespace: {ns} {} partitions older than {}s",
+                    key.kind,
+                    r.namespace_age_ns.get(ns).copied().unwrap_or(0) / 1_000_000_000
+                )
+            }
             other => other.to_string(),
         };
         w.note_retention(dir, policy);

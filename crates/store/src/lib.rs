@@ -9,7 +9,8 @@
 //! checkpoint; partitions skip records they already committed, so nothing is stored twice.
 //!
 //! Layout of a data directory: `LOCK`, `checkpoint.json`, `wal/*.wal`,
-//! `partitions/<kind>/<YYYY-MM-DD>/` (one tantivy index each), and with encryption at rest
+//! `partitions/<kind>/<YYYY-MM-DD>/` (one tantivy index each; `<YYYY-MM-DD>@<namespace>/` for a namespace
+//! with a retention rule of its own, see [`Retention::namespace_age_ns`]), and with encryption at rest
 //! ([`StoreConfig::encryption`], see [`crypt`]) `keys/keyring.json` (the wrapped data keys).
 //!
 //! Tamper evidence ([`StoreConfig::integrity`], see [`integrity`]): a signed digest chain in
@@ -108,19 +109,24 @@ pub trait Observer: Send + Sync + std::fmt::Debug {
 /// Durable batches waiting to be indexed, at most.
 const WORK_QUEUE: usize = 8;
 
-/// Retention rules per source kind.
+/// Retention rules per source kind and Kubernetes namespace.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Retention {
     /// Delete a kind's partitions whose day ended longer ago than this (nanoseconds).
     pub max_age_ns: BTreeMap<Kind, i64>,
     /// Delete a kind's oldest partitions while the kind uses more than this many bytes on disk.
     pub max_bytes: BTreeMap<Kind, u64>,
-    /// Keep the events of a Kubernetes namespace at least this long (nanoseconds), whatever their kind's
-    /// rules: a day that holds events of the namespace stays until the namespace's age has passed too.
-    /// (Partitions are whole days of a kind, so a namespace can be kept longer than its kind, not
-    /// deleted sooner.)
-    #[serde(default)]
-    pub namespace_min_age_ns: BTreeMap<String, i64>,
+    /// Keep the events of a Kubernetes namespace this long (nanoseconds), whatever their kind's rules,
+    /// longer or shorter.
+    ///
+    /// Batches from a source of such a namespace ([`Source::namespace`], as the agent sends container
+    /// logs) go to the namespace's own partitions, `<YYYY-MM-DD>@<namespace>`, which are deleted once the
+    /// namespace's age has passed, and only then. Events that name a namespace inside a shared partition
+    /// (an audit event's `objectRef.namespace`, or data stored before the rule) cannot be deleted apart
+    /// from the rest of their day: a shared day that holds events of the namespace is kept until the
+    /// namespace's age has passed too, never deleted sooner than its kind.
+    #[serde(default, alias = "namespace_min_age_ns")]
+    pub namespace_age_ns: BTreeMap<String, i64>,
 }
 
 /// How to open a store.
@@ -217,6 +223,8 @@ pub struct Metrics {
     pub retention_held: AtomicU64,
     /// Times a namespace's longer retention kept a partition its kind's rules would have deleted.
     pub retention_namespace_kept: AtomicU64,
+    /// Partitions of a namespace's own deleted by its rule (also counted in `retention_partitions`).
+    pub retention_namespace_partitions: AtomicU64,
 }
 
 /// A point-in-time copy of [`Metrics`] plus sizes.
@@ -248,6 +256,8 @@ pub struct StoreStats {
     pub retention_held: u64,
     /// Times a namespace's longer retention kept a partition.
     pub retention_namespace_kept: u64,
+    /// Partitions of a namespace's own deleted by its rule.
+    pub retention_namespace_partitions: u64,
     /// Events committed in all partitions.
     pub events_stored: u64,
     /// Raw bytes committed in all partitions.
@@ -429,7 +439,12 @@ impl Store {
         let n = events.len() as u64;
         let raw_bytes: u64 = events.iter().map(|e| e.raw.len() as u64).sum();
         let parse_errors = events.iter().filter(|e| e.parse_error.is_some()).count() as u64;
-        let (payloads, prepared) = prepare(source, events);
+        // A namespace with a retention rule of its own keeps its sources' events in partitions of its own.
+        let own = source
+            .namespace
+            .as_deref()
+            .filter(|ns| self.inner.cfg.retention.namespace_age_ns.contains_key(*ns));
+        let (payloads, prepared) = prepare(source, own, events);
         match wal.append(key, &payloads, Work::Record(prepared))? {
             Appended::Duplicate => {
                 self.inner
@@ -501,6 +516,9 @@ impl Store {
             retention_events: m.retention_events.load(Ordering::Relaxed),
             retention_held: m.retention_held.load(Ordering::Relaxed),
             retention_namespace_kept: m.retention_namespace_kept.load(Ordering::Relaxed),
+            retention_namespace_partitions: m
+                .retention_namespace_partitions
+                .load(Ordering::Relaxed),
             wal_bytes: self.inner.wal.as_ref().map(|w| w.disk_bytes()).unwrap_or(0),
             partitions: parts.len() as u64,
             ..StoreStats::default()
@@ -557,7 +575,7 @@ fn open_partitions(
     for (key, dir) in partition::discover(&cfg.data_dir) {
         match Partition::open(key, dir.clone(), cfg.writer, writable, crypt) {
             Ok(p) => {
-                parts.insert(key, Arc::new(p));
+                parts.insert(p.key.clone(), Arc::new(p));
             }
             Err(e) if !writable => {
                 tracing::warn!(partition = %dir.display(), error = %e, "skipping unreadable partition");
@@ -568,13 +586,19 @@ fn open_partitions(
     Ok(parts)
 }
 
-/// Cuts a batch into blocks per partition and format; returns the blocks' WAL payloads (with event
-/// times) and the documents (whose stored payloads leave the times to the `ts` column).
-fn prepare(source: &Source, events: Vec<Event>) -> (Vec<Vec<u8>>, Vec<Prepared>) {
+/// Cuts a batch into blocks per partition and format (in the partitions of namespace `own` when given);
+/// returns the blocks' WAL payloads (with event times) and the documents (whose stored payloads leave
+/// the times to the `ts` column).
+fn prepare(
+    source: &Source,
+    own: Option<&str>,
+    events: Vec<Event>,
+) -> (Vec<Vec<u8>>, Vec<Prepared>) {
+    let own_key: Option<Arc<str>> = own.map(Arc::from);
     let mut by_part: BTreeMap<PartKey, Vec<Event>> = BTreeMap::new();
     for e in events {
         by_part
-            .entry(PartKey::of(source.kind, e.ts))
+            .entry(PartKey::of(source.kind, e.ts).in_namespace(own_key.clone()))
             .or_default()
             .push(e);
     }
@@ -603,6 +627,7 @@ fn prepare(source: &Source, events: Vec<Event>) -> (Vec<Vec<u8>>, Vec<Prepared>)
             let meta = BlockMeta {
                 source: source.clone(),
                 format: format.to_string(),
+                partition_namespace: own.map(str::to_string),
             };
             let refs: Vec<StoredEventRef<'_>> = block.iter().map(StoredEventRef::of).collect();
             let mut wal_payload = Vec::new();
@@ -643,9 +668,10 @@ impl Inner {
         if let Some(p) = parts.get(&key) {
             return Ok(p.clone());
         }
+        let dir = key.dir(&self.cfg.data_dir);
         let p = Arc::new(Partition::open(
-            key,
-            key.dir(&self.cfg.data_dir),
+            key.clone(),
+            dir,
             self.cfg.writer,
             true,
             self.crypt.as_ref(),
@@ -728,7 +754,8 @@ impl Inner {
                         Ok(read::materialize(&meta, s, ts))
                     })
                     .collect::<Result<Vec<Event>, StoreError>>()?;
-                let (_, mut p) = prepare(&meta.source, events);
+                let own = meta.partition_namespace.as_deref();
+                let (_, mut p) = prepare(&meta.source, own, events);
                 prepared.append(&mut p);
             }
             self.apply(rec.lsn, prepared)?;
@@ -825,12 +852,19 @@ impl Inner {
     fn apply_retention(&self, now_ns: i64) -> Result<u64, StoreError> {
         let r = &self.cfg.retention;
         let parts: Vec<Arc<Partition>> = self.parts.read().values().cloned().collect();
+        // A namespace's own partitions follow its rule alone; the others, their kind's.
+        let own_age = |p: &Partition| {
+            let ns = p.key.namespace.as_deref()?;
+            r.namespace_age_ns.get(ns).copied()
+        };
         let mut doomed: Vec<(Arc<Partition>, &'static str)> = Vec::new();
         for p in &parts {
-            if let Some(age) = r.max_age_ns.get(&p.key.kind) {
-                if p.key.end_ns() <= now_ns.saturating_sub(*age) {
-                    doomed.push((p.clone(), "age"));
-                }
+            let (age, why) = match own_age(p) {
+                Some(age) => (Some(age), "namespace"),
+                None => (r.max_age_ns.get(&p.key.kind).copied(), "age"),
+            };
+            if age.is_some_and(|age| p.key.end_ns() <= now_ns.saturating_sub(age)) {
+                doomed.push((p.clone(), why));
             }
         }
         let mut per_kind: HashMap<Kind, Vec<&Arc<Partition>>> = HashMap::new();
@@ -842,9 +876,13 @@ impl Inner {
                 continue;
             };
             ps.sort_by_key(|p| p.key.day);
+            let newest = ps.last().map_or(i64::MIN, |p| p.key.day);
             let mut total: u64 = ps.iter().map(|p| p.disk_bytes()).sum();
-            // The newest partition is kept even above the limit: it is still being written.
-            for p in ps.iter().take(ps.len().saturating_sub(1)) {
+            // The newest day is kept even above the limit: it is still being written.
+            for p in ps
+                .iter()
+                .filter(|p| p.key.day < newest && own_age(p).is_none())
+            {
                 if total <= *limit {
                     break;
                 }
@@ -854,14 +892,19 @@ impl Inner {
                 }
             }
         }
-        // A namespace kept longer keeps every day that holds it.
-        doomed.retain(|(p, why)| match namespace_keeping(p, &r.namespace_min_age_ns, now_ns) {
-            Some(ns) => {
-                tracing::debug!(kind = %p.key.kind, day = %p.key.date(), namespace = %ns, rule = why, "a namespace's retention keeps a partition");
-                self.metrics.retention_namespace_kept.fetch_add(1, Ordering::Relaxed);
-                false
+        // A namespace kept longer keeps every shared day that holds it.
+        doomed.retain(|(p, why)| {
+            if *why == "namespace" {
+                return true;
             }
-            None => true,
+            match namespace_keeping(p, &r.namespace_age_ns, now_ns) {
+                Some(ns) => {
+                    tracing::debug!(kind = %p.key.kind, partition = %p.key.name(), namespace = %ns, rule = why, "a namespace's retention keeps a partition");
+                    self.metrics.retention_namespace_kept.fetch_add(1, Ordering::Relaxed);
+                    false
+                }
+                None => true,
+            }
         });
         // Legal holds win over every rule; an unreadable hold file stops retention altogether.
         let holds = match hold::Holds::load(&self.cfg.data_dir) {
@@ -875,9 +918,9 @@ impl Inner {
             }
         };
         let before = doomed.len();
-        doomed.retain(|(p, why)| match holds.covering(p.key) {
+        doomed.retain(|(p, why)| match holds.covering(&p.key) {
             Some(h) => {
-                tracing::debug!(kind = %p.key.kind, day = %p.key.date(), hold = %h.name, rule = why, "legal hold keeps a partition past retention");
+                tracing::debug!(kind = %p.key.kind, partition = %p.key.name(), hold = %h.name, rule = why, "legal hold keeps a partition past retention");
                 false
             }
             None => true,
@@ -890,7 +933,7 @@ impl Inner {
             self.parts.write().remove(&p.key);
             let events = p.meta().events;
             p.close_writer(false)?;
-            self.note_retention(p.key, &p.dir, why);
+            self.note_retention(&p.key, &p.dir, why);
             fs::remove_dir_all(&p.dir)?;
             p.shred_keys()?;
             self.metrics
@@ -899,14 +942,19 @@ impl Inner {
             self.metrics
                 .retention_events
                 .fetch_add(events, Ordering::Relaxed);
-            tracing::info!(kind = %p.key.kind, day = %p.key.date(), events, reason = why, "retention deleted a partition");
+            if why == "namespace" {
+                self.metrics
+                    .retention_namespace_partitions
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            tracing::info!(kind = %p.key.kind, partition = %p.key.name(), events, reason = why, "retention deleted a partition");
         }
         Ok(n)
     }
 }
 
-/// The namespace whose longer retention keeps partition `p` at `now_ns`, if any: one whose age has not
-/// passed since the partition's day ended and whose events the partition holds.
+/// The namespace whose retention keeps partition `p` at `now_ns`, if any: one whose age has not passed
+/// since the partition's day ended and whose events the partition holds.
 fn namespace_keeping<'a>(
     p: &Partition,
     rules: &'a BTreeMap<String, i64>,

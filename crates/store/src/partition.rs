@@ -1,4 +1,8 @@
-//! A partition: the tantivy index of one source kind and one UTC day, in `partitions/<kind>/<YYYY-MM-DD>`.
+//! A partition: the tantivy index of one source kind and one UTC day, in `partitions/<kind>/<YYYY-MM-DD>`,
+//! or of one Kubernetes namespace's events of a kind and day, in `partitions/<kind>/<YYYY-MM-DD>@<namespace>`.
+//! A namespace gets partitions of its own when it has a retention rule of its own
+//! ([`Retention::namespace_age_ns`](crate::Retention::namespace_age_ns)), so that it can be deleted sooner
+//! (or later) than the rest of its kind by deleting whole partitions.
 //!
 //! Retention deletes whole partitions. Each commit stores the partition's [`PartMeta`] (counts, time span,
 //! field catalog and the last WAL position it holds) as the tantivy commit payload, so the metadata and the
@@ -29,20 +33,48 @@ use tantivy::{
 pub const DAY_NS: i64 = 86_400 * NANOS_PER_SEC;
 
 /// Identifies a partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PartKey {
     /// Source kind of its events.
     pub kind: Kind,
     /// UTC day number since 1970-01-01.
     pub day: i64,
+    /// The namespace whose own partition this is; `None` for the partition every other source of the
+    /// kind shares.
+    pub namespace: Option<Arc<str>>,
 }
 
 impl PartKey {
-    /// The partition an event of this kind and time belongs to.
+    /// The shared partition an event of this kind and time belongs to.
     pub fn of(kind: Kind, ts: i64) -> PartKey {
         PartKey {
             kind,
             day: ts.div_euclid(DAY_NS),
+            namespace: None,
+        }
+    }
+
+    /// The same day and kind in `namespace`'s own partitions (`None`: the shared one).
+    pub fn in_namespace(self, namespace: Option<Arc<str>>) -> PartKey {
+        PartKey { namespace, ..self }
+    }
+
+    /// The key of a partition folder `name` (`<YYYY-MM-DD>` or `<YYYY-MM-DD>@<namespace>`) of `kind`.
+    pub fn parse(kind: Kind, name: &str) -> Option<PartKey> {
+        let (date, namespace) = match name.split_once('@') {
+            Some((date, ns)) if quarry_model::is_namespace_name(ns) => (date, Some(Arc::from(ns))),
+            Some(_) => return None,
+            None => (name, None),
+        };
+        let ts = quarry_model::time::parse_rfc3339(&format!("{date}T00:00:00Z")).ok()?;
+        (ts.rem_euclid(DAY_NS) == 0).then(|| PartKey::of(kind, ts).in_namespace(namespace))
+    }
+
+    /// Name of the partition's folder: `<YYYY-MM-DD>` or `<YYYY-MM-DD>@<namespace>`.
+    pub fn name(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{}@{ns}", self.date()),
+            None => self.date(),
         }
     }
 
@@ -57,7 +89,7 @@ impl PartKey {
         data_dir
             .join("partitions")
             .join(self.kind.as_str())
-            .join(self.date())
+            .join(self.name())
     }
 
     /// First nanosecond of the day.
@@ -315,7 +347,7 @@ impl Partition {
     /// A read view of what is committed.
     pub fn view(&self) -> PartView {
         PartView {
-            key: self.key,
+            key: self.key.clone(),
             searcher: self.reader.searcher(),
             meta: self.committed.read().clone(),
             fields: self.fields,
@@ -363,15 +395,48 @@ pub fn discover(data_dir: &Path) -> Vec<(PartKey, PathBuf)> {
         };
         for e in rd.flatten() {
             let name = e.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let Ok(ns) = quarry_model::time::parse_rfc3339(&format!("{name}T00:00:00Z")) else {
+            let Some(key) = name.to_str().and_then(|n| PartKey::parse(kind, n)) else {
                 continue;
             };
             if e.path().join("meta.json").exists() {
-                out.push((PartKey::of(kind, ns), e.path()));
+                out.push((key, e.path()));
             }
         }
     }
     out.sort();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_names_round_trip_and_refuse_what_is_not_a_partition() {
+        let day = PartKey::parse(Kind::Container, "2024-05-01").unwrap();
+        assert_eq!(
+            (day.name(), day.namespace.is_none()),
+            ("2024-05-01".into(), true)
+        );
+        let own = PartKey::parse(Kind::Container, "2024-05-01@payments-eu").unwrap();
+        assert_eq!(own.name(), "2024-05-01@payments-eu");
+        assert_eq!(
+            (own.day, own.namespace.as_deref()),
+            (day.day, Some("payments-eu"))
+        );
+        assert!(
+            day < own,
+            "the shared partition sorts before a namespace's own"
+        );
+        for bad in [
+            "2024-05-01@",
+            "2024-05-01@Payments",
+            "2024-05-01@a/b",
+            "2024-05-01@-a",
+            "x@dev",
+            "2024-13-01",
+        ] {
+            assert!(PartKey::parse(Kind::Container, bad).is_none(), "{bad}");
+        }
+    }
 }

@@ -574,12 +574,24 @@ fn retention_deletions_verify_clean_and_say_why() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path(), Duration::from_secs(3600));
     cfg.retention = Retention::default();
+    let days = 86_400 * 1_000_000_000;
+    cfg.retention.max_age_ns.insert(Kind::Audit, 30 * days);
+    // A namespace with a rule of its own has partitions of its own, deleted by that rule.
     cfg.retention
-        .max_age_ns
-        .insert(Kind::Audit, 30 * 86_400 * 1_000_000_000);
+        .namespace_age_ns
+        .insert("dev".into(), 7 * days);
     let store = Store::open(cfg).unwrap();
     store
         .ingest(key("a"), &Source::of_kind(Kind::Audit), audit_events())
+        .unwrap();
+    let dev = Source {
+        kind: Kind::Container,
+        namespace: Some("dev".into()),
+        ..Source::default()
+    };
+    let ts = parse_rfc3339("2024-11-01T10:00:00Z").unwrap();
+    store
+        .ingest(key("d"), &dev, decode(Format::Text, "dev line\n", ts))
         .unwrap();
     store
         .ingest(key("s"), &ssh_source(), syslog(&ssh_lines()[..300]))
@@ -598,9 +610,19 @@ fn retention_deletions_verify_clean_and_say_why() {
         .flat_map(|d| d.body.changes.partitions_removed)
         .collect();
     assert_eq!(removals.len() as u64, deleted);
-    assert!(removals
+    let policy = |p: &chain::PartitionRemoval| match &p.reason {
+        Reason::Retention { policy } => policy.clone(),
+        other => panic!("{other:?}"),
+    };
+    let (own, by_age): (Vec<_>, Vec<_>) = removals
         .iter()
-        .all(|p| matches!(&p.reason, Reason::Retention { policy } if policy.starts_with("age"))));
+        .partition(|p| p.partition == "partitions/container/2024-11-01@dev");
+    assert_eq!(own.len(), 1, "{removals:?}");
+    assert_eq!(
+        policy(own[0]),
+        "namespace: dev container partitions older than 604800s"
+    );
+    assert!(by_age.iter().all(|p| policy(p).starts_with("age: audit")));
     assert!(removals.iter().all(|p| p.events > 0));
 }
 

@@ -7,7 +7,7 @@ use common::{decode, key};
 use quarry_model::time::{parse_rfc3339, NANOS_PER_SEC};
 use quarry_model::{Kind, Source};
 use quarry_parse::Format;
-use quarry_store::partition::DAY_NS;
+use quarry_store::partition::{PartKey, DAY_NS};
 use quarry_store::read::{block_of, block_range, block_starts, materialize, read_block};
 use quarry_store::schema::{column_names, field_term};
 use quarry_store::wal::BatchKey;
@@ -322,51 +322,174 @@ fn legal_holds_keep_partitions_past_retention_until_released() {
     store.close().unwrap();
 }
 
+fn container(ns: &str) -> Source {
+    Source {
+        kind: Kind::Container,
+        namespace: Some(ns.into()),
+        ..Source::default()
+    }
+}
+
+/// `(kind, folder name)` of every partition on disk.
+fn partition_dirs(data_dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for kind in std::fs::read_dir(data_dir.join("partitions"))
+        .unwrap()
+        .flatten()
+    {
+        for part in std::fs::read_dir(kind.path()).unwrap().flatten() {
+            let name = |e: &std::fs::DirEntry| e.file_name().to_string_lossy().into_owned();
+            out.push((name(&kind), name(&part)));
+        }
+    }
+    out.sort();
+    out
+}
+
 #[test]
-fn a_namespace_kept_longer_keeps_the_days_that_hold_it() {
+fn a_namespace_rule_deletes_its_own_partitions_sooner_or_later_than_its_kind() {
     let dir = tempfile::tempdir().unwrap();
     let now = parse_rfc3339("2024-05-10T12:00:00Z").unwrap();
     let mut cfg = config(dir.path());
     cfg.retention = Retention {
-        max_age_ns: [(Kind::Container, DAY_NS)].into_iter().collect(),
-        namespace_min_age_ns: [("payments".to_string(), 30 * DAY_NS)]
+        max_age_ns: [(Kind::Container, 10 * DAY_NS), (Kind::Audit, DAY_NS)]
             .into_iter()
             .collect(),
+        namespace_age_ns: [
+            ("payments".to_string(), 30 * DAY_NS),
+            ("dev".to_string(), DAY_NS),
+        ]
+        .into_iter()
+        .collect(),
         ..Retention::default()
     };
     let store = Store::open(cfg).unwrap();
-    let source = |ns: &str| Source {
-        kind: Kind::Container,
-        namespace: Some(ns.into()),
-        ..Source::default()
-    };
     for day in 0..5i64 {
         let ts = now - day * DAY_NS;
-        let mut namespaces = vec!["web"];
-        if day == 2 || day == 3 {
-            namespaces.push("payments");
-        }
-        for ns in namespaces {
+        for ns in ["web", "payments", "dev"] {
             let evs = decode(Format::Text, "a line\n", ts);
             store
-                .ingest(key(&format!("{ns}{day}")), &source(ns), evs)
+                .ingest(key(&format!("{ns}{day}")), &container(ns), evs)
                 .unwrap();
         }
+        // Audit events name their namespace inside: they stay in the kind's shared partitions.
+        let line = audit_lines(1, ts)
+            .replace("\"ns0\"", if day == 3 { "\"payments\"" } else { "\"dev\"" });
+        let evs = decode(Format::Audit, &line, ts);
+        store
+            .ingest(
+                key(&format!("audit{day}")),
+                &Source::of_kind(Kind::Audit),
+                evs,
+            )
+            .unwrap();
     }
     store.commit().unwrap();
-    // The container rule dooms days 2, 3 and 4; days 2 and 3 hold payments, kept 30 days.
-    assert_eq!(store.apply_retention(now).unwrap(), 1);
-    let mut days: Vec<i64> = store
+    let date = |day: i64| PartKey::of(Kind::Text, now - day * DAY_NS).date();
+    let dirs = partition_dirs(dir.path());
+    for day in 0..5 {
+        for name in [
+            date(day),
+            format!("{}@payments", date(day)),
+            format!("{}@dev", date(day)),
+        ] {
+            assert!(
+                dirs.contains(&("container".into(), name.clone())),
+                "{name}: {dirs:?}"
+            );
+        }
+    }
+    assert_eq!(dirs.len(), 5 * 4);
+    // Every namespace's events are found as before.
+    for ns in ["web", "payments", "dev"] {
+        assert_eq!(count(&store, "kubernetes.namespace", ns), 5, "{ns}");
+    }
+
+    // dev (1 day) loses days 2..4 sooner than its kind (10 days); payments (30 days) keeps all; the
+    // audit rule (1 day) dooms days 2..4, but day 3 names payments and stays.
+    assert_eq!(store.apply_retention(now).unwrap(), 3 + 2);
+    let dirs = partition_dirs(dir.path());
+    for day in 2..5 {
+        assert!(!dirs.contains(&("container".into(), format!("{}@dev", date(day)))));
+        assert!(dirs.contains(&("container".into(), format!("{}@payments", date(day)))));
+        assert!(dirs.contains(&("container".into(), date(day))));
+        assert_eq!(dirs.contains(&("audit".into(), date(day))), day == 3);
+    }
+    let s = store.stats();
+    assert_eq!(
+        (
+            s.retention_namespace_partitions,
+            s.retention_namespace_kept,
+            s.retention_events
+        ),
+        (3, 1, 3 + 2)
+    );
+    assert_eq!(count(&store, "kubernetes.namespace", "dev"), 2);
+    assert_eq!(count(&store, "kubernetes.namespace", "web"), 5);
+    // Past 11 days the kind's rule takes web; payments stays until its 30 days have passed.
+    assert_eq!(store.apply_retention(now + 11 * DAY_NS).unwrap(), 5 + 2 + 2);
+    assert_eq!(count(&store, "kubernetes.namespace", "payments"), 5);
+    assert_eq!(store.apply_retention(now + 31 * DAY_NS).unwrap(), 5 + 1);
+    assert_eq!(store.stats().partitions, 0);
+    store.close().unwrap();
+}
+
+#[test]
+fn a_namespace_partition_stays_where_it_was_written_when_the_rule_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = parse_rfc3339("2024-05-10T12:00:00Z").unwrap();
+    let with_rule = |dir: &std::path::Path| {
+        let mut cfg = config(dir);
+        cfg.commit_interval = Duration::from_secs(3600);
+        cfg.retention.namespace_age_ns = [("dev".to_string(), 2 * DAY_NS)].into_iter().collect();
+        cfg
+    };
+    let store = Store::open(with_rule(dir.path())).unwrap();
+    let evs = decode(Format::Text, "one\ntwo\n", now);
+    store.ingest(key("a"), &container("dev"), evs).unwrap();
+    // A crash before the commit: only the WAL holds the batch.
+    let image = tempfile::tempdir().unwrap();
+    common::copy_dir(dir.path(), image.path());
+    store.close().unwrap();
+    // Both the crash image and the cleanly closed store are reopened without the rule: replay puts the
+    // batch where it went first, once; new batches of dev go to the shared partition.
+    for d in [image.path(), dir.path()] {
+        let store = Store::open(config(d)).unwrap();
+        let evs = decode(Format::Text, "three\n", now);
+        store.ingest(key("b"), &container("dev"), evs).unwrap();
+        store.commit().unwrap();
+        let date = PartKey::of(Kind::Container, now).date();
+        assert_eq!(
+            partition_dirs(d),
+            [
+                ("container".to_string(), date.clone()),
+                ("container".to_string(), format!("{date}@dev")),
+            ]
+        );
+        let views = store.views(None, i64::MIN, i64::MAX);
+        let events: Vec<(Option<&str>, u64)> = views
+            .iter()
+            .map(|v| (v.key.namespace.as_deref(), v.meta.events))
+            .collect();
+        assert_eq!(events, [(None, 1), (Some("dev"), 2)], "{}", d.display());
+        // Without a rule of its own the namespace's partition follows its kind's.
+        assert_eq!(store.apply_retention(now + 3 * DAY_NS).unwrap(), 0);
+        store.close().unwrap();
+    }
+}
+
+/// Events whose `field` has the string `value`, through the index.
+fn count(store: &Store, field: &str, value: &str) -> usize {
+    store
         .views(None, i64::MIN, i64::MAX)
         .iter()
-        .map(|v| now.div_euclid(DAY_NS) - v.key.day)
-        .collect();
-    days.sort();
-    assert_eq!(days, [0, 1, 2, 3]);
-    assert_eq!(store.stats().retention_namespace_kept, 2);
-    // Past the namespace's 30 days they go too.
-    assert_eq!(store.apply_retention(now + 40 * DAY_NS).unwrap(), 4);
-    store.close().unwrap();
+        .map(|v| {
+            let term =
+                field_term(&v.fields, field, &quarry_model::Value::Str(value.into())).unwrap();
+            let q = TermQuery::new(term, IndexRecordOption::Basic);
+            v.searcher.search(&q, &Count).unwrap()
+        })
+        .sum()
 }
 
 #[test]

@@ -163,6 +163,25 @@ pub struct Principal {
     pub method: Method,
 }
 
+impl Principal {
+    /// Why the principal may not do `action` on `route`, or `None` when it may: its role must permit
+    /// it, and the store-wide counters ([`Action::Monitor`]: stats and metrics, which count every
+    /// namespace) are not shown to a principal limited to some namespaces.
+    pub fn refusal(&self, action: Action, route: &str) -> Option<String> {
+        let (name, role) = (&self.name, self.role);
+        if !role.permits(action) {
+            return Some(format!("{name} (role {role}) may not use {route}"));
+        }
+        match &self.scope.namespaces {
+            Some(ns) if action == Action::Monitor => Some(format!(
+                "{name} (role {role}, namespaces {}) may not use {route}: its counters cover every namespace",
+                ns.join(",")
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// Authentication and token-store failures.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -416,13 +435,7 @@ impl AuthDir {
 
 /// Namespace names are DNS labels (RFC 1123), as Kubernetes requires.
 pub fn check_namespace(n: &str) -> Result<(), AuthError> {
-    let ok = !n.is_empty()
-        && n.len() <= 63
-        && n.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !n.starts_with('-')
-        && !n.ends_with('-');
-    if ok {
+    if quarry_model::is_namespace_name(n) {
         Ok(())
     } else {
         Err(AuthError::Invalid(format!(
@@ -594,6 +607,25 @@ mod tests {
         assert!(Role::Analyst
             .scope(Some(vec!["a".into()]), true)
             .allows(Kind::VpcFlow, []));
+        let analyst = |namespaces: Option<Vec<String>>| Principal {
+            name: "token:alice".into(),
+            role: Role::Analyst,
+            scope: Role::Analyst.scope(namespaces, false),
+            method: Method::Token("t".into()),
+        };
+        let (all, some) = (analyst(None), analyst(Some(vec!["a".into()])));
+        assert_eq!(all.refusal(Action::Monitor, "GET /metrics"), None);
+        assert_eq!(some.refusal(Action::Query, "POST /api/v1/query"), None);
+        let why = some.refusal(Action::Monitor, "GET /metrics").unwrap();
+        assert!(
+            why.contains("namespaces a") && why.contains("every namespace"),
+            "{why}"
+        );
+        let why = all.refusal(Action::Ingest, "POST /api/v1/ingest").unwrap();
+        assert_eq!(
+            why,
+            "token:alice (role analyst) may not use POST /api/v1/ingest"
+        );
     }
 
     #[test]

@@ -21,7 +21,11 @@
 //! memory) nor against one who holds the master key file.
 //!
 //! Formats: a data key id is 32 lowercase hex digits (16 random bytes). The local master key wraps a data
-//! key with AES-256-GCM as `1 | nonce (12) | ciphertext (32) | tag (16)`, the nonce random. A master key
+//! key with AES-256-GCM as `2 | nonce (12) | ciphertext (32) | tag (16)`, the nonce random, authenticating
+//! `quarry data key wrap v2`, a zero byte and the key's *context*: `<id> <owner>` for a data key, so an
+//! entry whose owner or id is edited in the keyring no longer unwraps (and a key cannot be moved to
+//! protect another file), `check` for the check value. Version 1 wraps (no context) from earlier
+//! keyrings still unwrap, and `quarry keys rotate` rewraps them as version 2. A master key
 //! id is `local:` and the first 8 bytes of SHA-256(`quarry master key id v1` | key) in hex, so that it
 //! tells keys apart without revealing anything about them.
 
@@ -43,8 +47,10 @@ pub const KEYRING_FILE: &str = "keys/keyring.json";
 pub const KEY_LEN: usize = 32;
 
 const KEYRING_VERSION: u32 = 1;
-const WRAP_VERSION: u8 = 1;
-const WRAP_AAD: &[u8] = b"quarry data key wrap v1";
+const WRAP_VERSION: u8 = 2;
+const WRAP_AAD: &[u8] = b"quarry data key wrap v2";
+const LEGACY_WRAP: (u8, &[u8]) = (1, b"quarry data key wrap v1");
+const CHECK_CONTEXT: &[u8] = b"check";
 const ID_LABEL: &[u8] = b"quarry master key id v1";
 
 /// The keyring file of a data directory.
@@ -135,10 +141,11 @@ pub trait KeyWrapper: Send + Sync + fmt::Debug {
     /// A stable identifier of the master key, different for different keys (for a KMS, the key's ARN or
     /// resource name). It is stored with every wrapped key and compared before anything is unwrapped.
     fn id(&self) -> String;
-    /// Encrypts a data key; the output is opaque and stored in the keyring.
-    fn wrap(&self, dek: &[u8; KEY_LEN]) -> Result<Vec<u8>, KeyError>;
-    /// Decrypts what [`KeyWrapper::wrap`] returned.
-    fn unwrap(&self, wrapped: &[u8]) -> Result<[u8; KEY_LEN], KeyError>;
+    /// Encrypts a data key bound to `context` (what the key protects: its id and owner); the output is
+    /// opaque and stored in the keyring. A KMS passes the context as its encryption context.
+    fn wrap(&self, dek: &[u8; KEY_LEN], context: &[u8]) -> Result<Vec<u8>, KeyError>;
+    /// Decrypts what [`KeyWrapper::wrap`] returned, refusing it under any other `context`.
+    fn unwrap(&self, wrapped: &[u8], context: &[u8]) -> Result<[u8; KEY_LEN], KeyError>;
 }
 
 /// A local 256-bit master key (from a file or the environment) that wraps data keys with AES-256-GCM.
@@ -273,7 +280,7 @@ impl KeyWrapper for MasterKey {
         self.id.clone()
     }
 
-    fn wrap(&self, dek: &[u8; KEY_LEN]) -> Result<Vec<u8>, KeyError> {
+    fn wrap(&self, dek: &[u8; KEY_LEN], context: &[u8]) -> Result<Vec<u8>, KeyError> {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng
             .fill(&mut nonce)
@@ -286,7 +293,7 @@ impl KeyWrapper for MasterKey {
             .key
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(WRAP_AAD),
+                Aad::from(wrap_aad(WRAP_AAD, context)),
                 &mut out[1 + NONCE_LEN..],
             )
             .map_err(|_| KeyError::Crypto("seal"))?;
@@ -294,23 +301,38 @@ impl KeyWrapper for MasterKey {
         Ok(out)
     }
 
-    fn unwrap(&self, wrapped: &[u8]) -> Result<[u8; KEY_LEN], KeyError> {
+    fn unwrap(&self, wrapped: &[u8], context: &[u8]) -> Result<[u8; KEY_LEN], KeyError> {
         let bad = || KeyError::Unwrap {
             master: self.id.clone(),
         };
-        if wrapped.len() != 1 + NONCE_LEN + KEY_LEN + 16 || wrapped[0] != WRAP_VERSION {
+        if wrapped.len() != 1 + NONCE_LEN + KEY_LEN + 16 {
             return Err(bad());
         }
+        let aad = match wrapped[0] {
+            WRAP_VERSION => wrap_aad(WRAP_AAD, context),
+            v if v == LEGACY_WRAP.0 => LEGACY_WRAP.1.to_vec(),
+            _ => return Err(bad()),
+        };
         let nonce =
             Nonce::try_assume_unique_for_key(&wrapped[1..1 + NONCE_LEN]).map_err(|_| bad())?;
         let mut buf = [0u8; KEY_LEN + 16];
         buf.copy_from_slice(&wrapped[1 + NONCE_LEN..]);
         let plain = self
             .key
-            .open_in_place(nonce, Aad::from(WRAP_AAD), &mut buf)
+            .open_in_place(nonce, Aad::from(aad), &mut buf)
             .map_err(|_| bad())?;
         <[u8; KEY_LEN]>::try_from(&*plain).map_err(|_| bad())
     }
+}
+
+/// What a version 2 wrap authenticates: its label, a zero byte, the context.
+fn wrap_aad(label: &[u8], context: &[u8]) -> Vec<u8> {
+    [label, &[0], context].concat()
+}
+
+/// The context a data key is wrapped under: its id and owner.
+fn key_context(id: &str, owner: &str) -> Vec<u8> {
+    format!("{id} {owner}").into_bytes()
 }
 
 /// Lowercase hex of bytes.
@@ -511,7 +533,7 @@ impl Keyring {
             .map_err(|_| KeyError::Crypto("random generator"))?;
         let state = State {
             master: wrapper.id(),
-            check: wrapper.wrap(&check)?,
+            check: wrapper.wrap(&check, CHECK_CONTEXT)?,
             keys: BTreeMap::new(),
             by_owner: HashMap::new(),
         };
@@ -632,7 +654,7 @@ impl Keyring {
             owner: owner.to_string(),
             created: now_secs(),
             master: st.master.clone(),
-            wrapped: b64().encode(wrapper.wrap(&dek)?),
+            wrapped: b64().encode(wrapper.wrap(&dek, &key_context(&id, owner))?),
         };
         st.keys.insert(id.clone(), stored);
         let previous = st.by_owner.insert(owner.to_string(), id.clone());
@@ -690,7 +712,7 @@ impl Keyring {
                 path: self.path.clone(),
                 why: format!("data key {id}: {e}"),
             })?;
-        let dek = wrapper.unwrap(&wrapped)?;
+        let dek = wrapper.unwrap(&wrapped, &key_context(id, &stored.owner))?;
         self.unwrapped
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -762,14 +784,15 @@ impl Keyring {
                 path: self.path.clone(),
                 why: format!("data key {id}: {e}"),
             })?;
-            let dek = old.unwrap(&wrapped)?;
+            let context = key_context(id, &k.owner);
+            let dek = old.unwrap(&wrapped, &context)?;
             let mut k = k.clone();
             k.master = new_id.clone();
-            k.wrapped = b64().encode(new.wrap(&dek)?);
+            k.wrapped = b64().encode(new.wrap(&dek, &context)?);
             keys.insert(id.clone(), k);
             progress(i + 1, total);
         }
-        let check = new.wrap(&old.unwrap(&st.check)?)?;
+        let check = new.wrap(&old.unwrap(&st.check, CHECK_CONTEXT)?, CHECK_CONTEXT)?;
         let next = State {
             master: new_id,
             check,
@@ -803,7 +826,7 @@ fn check_master(st: &State, wrapper: &dyn KeyWrapper) -> Result<(), KeyError> {
             given,
         });
     }
-    wrapper.unwrap(&st.check)?;
+    wrapper.unwrap(&st.check, CHECK_CONTEXT)?;
     Ok(())
 }
 
@@ -926,14 +949,21 @@ mod tests {
         assert!(a.id().starts_with("local:") && a.id().len() == 6 + 16);
         assert!(!format!("{a:?}").contains("0101"));
         let dek = [42u8; 32];
-        let w = a.wrap(&dek).unwrap();
-        assert_ne!(w, a.wrap(&dek).unwrap(), "random nonces");
-        assert_eq!(a.unwrap(&w).unwrap(), dek);
-        assert!(matches!(b.unwrap(&w), Err(KeyError::Unwrap { .. })));
+        let w = a.wrap(&dek, b"ctx").unwrap();
+        assert_ne!(w, a.wrap(&dek, b"ctx").unwrap(), "random nonces");
+        assert_eq!(a.unwrap(&w, b"ctx").unwrap(), dek);
+        assert!(matches!(b.unwrap(&w, b"ctx"), Err(KeyError::Unwrap { .. })));
+        assert!(a.unwrap(&w, b"other").is_err(), "bound to its context");
         let mut t = w.clone();
         t[20] ^= 1;
-        assert!(a.unwrap(&t).is_err());
-        assert!(a.unwrap(&w[..30]).is_err());
+        assert!(a.unwrap(&t, b"ctx").is_err());
+        assert!(a.unwrap(&w[..30], b"ctx").is_err());
+        let mut v1 = w.clone();
+        v1[0] = LEGACY_WRAP.0;
+        assert!(
+            a.unwrap(&v1, b"ctx").is_err(),
+            "a version cannot be changed"
+        );
     }
 
     #[test]
@@ -1059,10 +1089,73 @@ mod tests {
         // A wrapped key replaced by another's does not unwrap to something silently wrong.
         let mut f: serde_json::Value = serde_json::from_str(&text).unwrap();
         f["keys"][0]["wrapped"] =
-            serde_json::Value::String(b64().encode(key(2).wrap(&[0; 32]).unwrap()));
+            serde_json::Value::String(b64().encode(key(2).wrap(&[0; 32], b"x").unwrap()));
         std::fs::write(&path, serde_json::to_vec(&f).unwrap()).unwrap();
         let ring = Keyring::open(&path, key(1)).unwrap();
         assert!(matches!(ring.get(&id), Err(KeyError::Unwrap { .. })));
+    }
+
+    #[test]
+    fn a_data_key_is_bound_to_its_id_and_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = keyring_path(dir.path());
+        let ring = Keyring::create(&path, key(1)).unwrap();
+        let (a, _) = ring.create_key("partitions/audit/2026-11-20").unwrap();
+        let (b, _) = ring.create_key("partitions/audit/2026-11-21").unwrap();
+        drop(ring);
+        // Owners swapped: each key would now protect (and be shredded with) the other's files.
+        let mut f: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let owners: Vec<serde_json::Value> =
+            (0..2).map(|i| f["keys"][i]["owner"].clone()).collect();
+        f["keys"][0]["owner"] = owners[1].clone();
+        f["keys"][1]["owner"] = owners[0].clone();
+        std::fs::write(&path, serde_json::to_vec(&f).unwrap()).unwrap();
+        let ring = Keyring::open(&path, key(1)).unwrap();
+        for id in [&a, &b] {
+            assert!(matches!(ring.get(id), Err(KeyError::Unwrap { .. })), "{id}");
+        }
+    }
+
+    #[test]
+    fn keys_wrapped_before_binding_still_open_and_rotation_binds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = keyring_path(dir.path());
+        let ring = Keyring::create(&path, key(1)).unwrap();
+        let (id, dek) = ring.create_key("wal/1.wal").unwrap();
+        drop(ring);
+        // Rewrite the entry and the check value as an earlier Quarry wrapped them (version 1, no context).
+        let legacy = |plain: &[u8; KEY_LEN]| {
+            let mk = MasterKey::from_bytes(&[1; 32]).unwrap();
+            let nonce = [7u8; NONCE_LEN];
+            let mut out = vec![LEGACY_WRAP.0];
+            out.extend_from_slice(&nonce);
+            out.extend_from_slice(plain);
+            let tag = mk
+                .key
+                .seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::from(LEGACY_WRAP.1),
+                    &mut out[1 + NONCE_LEN..],
+                )
+                .unwrap();
+            out.extend_from_slice(tag.as_ref());
+            b64().encode(out)
+        };
+        let mut f: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        f["keys"][0]["wrapped"] = legacy(&dek).into();
+        f["check"] = legacy(&[3; KEY_LEN]).into();
+        std::fs::write(&path, serde_json::to_vec(&f).unwrap()).unwrap();
+        let ring = Keyring::open(&path, key(1)).unwrap();
+        assert_eq!(ring.get(&id).unwrap(), dek);
+        ring.rotate(&*key(1), key(2), &mut |_, _| {}).unwrap();
+        let f: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        for w in [&f["keys"][0]["wrapped"], &f["check"]] {
+            let bytes = b64().decode(w.as_str().unwrap()).unwrap();
+            assert_eq!(bytes[0], WRAP_VERSION);
+        }
+        assert_eq!(Keyring::open(&path, key(2)).unwrap().get(&id).unwrap(), dek);
     }
 
     #[test]
