@@ -66,9 +66,27 @@ pub(crate) fn scoped(mut query: Query, scope: Option<&Scope>) -> Result<Query, Q
     Ok(query)
 }
 
-/// The kinds a scope leaves searchable (`None`: every kind).
-pub(crate) fn scope_kinds(scope: Option<&Scope>) -> Option<Vec<Kind>> {
-    scope.and_then(|s| s.kinds.clone())
+/// The partitions of `kinds` (`None`: every kind the scope leaves searchable) in `[from, to)` that the
+/// scope may see: a namespace's own partitions outside it are not even opened (the scope filter would
+/// find nothing in them).
+pub(crate) fn scoped_views(
+    store: &Store,
+    kinds: Option<&[Kind]>,
+    scope: Option<&Scope>,
+    from: i64,
+    to: i64,
+) -> Vec<PartView> {
+    let scope_kinds = scope.and_then(|s| s.kinds.clone());
+    let mut views = store.views(kinds.or(scope_kinds.as_deref()), from, to);
+    if let Some(s) = scope {
+        views.retain(|v| {
+            v.key
+                .namespace
+                .as_deref()
+                .is_none_or(|ns| s.allows_namespace(ns))
+        });
+    }
+    views
 }
 
 /// How a query ran.
@@ -142,11 +160,7 @@ pub fn run(store: &Store, text: &str, opts: &RunOptions) -> Result<RunOutput, Ru
     )?;
     let order = query.execution_order();
     let plan = Plan::new(&order)?;
-    let views = store.views(
-        scope_kinds(opts.scope.as_ref()).as_deref(),
-        opts.from,
-        opts.to,
-    );
+    let views = scoped_views(store, None, opts.scope.as_ref(), opts.from, opts.to);
     let columnar = columnar_ok(&query, &views);
     let ordered = needs_order(&order);
     let mut stats = RunStats {

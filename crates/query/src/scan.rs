@@ -10,7 +10,7 @@ use crate::ast::{Command, Query};
 use crate::error::QueryError;
 use crate::parse_query;
 use crate::plan::Plan;
-use crate::run::{scoped, Bits, RunError, RunOptions, Seg};
+use crate::run::{scoped, scoped_views, Bits, RunError, RunOptions, Seg};
 use quarry_model::{Event, Kind, Source};
 use quarry_store::read::{block_of, block_starts, materialize, read_block};
 use quarry_store::{Store, StoreError};
@@ -88,7 +88,7 @@ pub fn scan(
         .collect();
     kinds.sort_by_key(|k| k.code());
     kinds.dedup();
-    let views = store.views(Some(&kinds), opts.from, opts.to);
+    let views = scoped_views(store, Some(&kinds), scope, opts.from, opts.to);
     let mut stats = ScanStats {
         partitions: views.len(),
         per_filter: vec![0; filters.len()],

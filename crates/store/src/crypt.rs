@@ -38,7 +38,8 @@
 //! from the file length and a truncation at a block boundary is detected too.
 //!
 //! One data key per tantivy segment (files `<uuid>.<ext>`, owner `partitions/<kind>/<day>/<uuid>`); a
-//! partition's `meta.json` and `.managed.json` use the partition's key (owner `partitions/<kind>/<day>`).
+//! partition's `meta.json` and `.managed.json` use the partition's key (owner `partitions/<kind>/<day>`;
+//! `<day>@<namespace>` for a namespace's own partitions).
 //!
 //! Reading decrypts only the blocks a read needs, through a shared, bounded LRU cache of decrypted blocks
 //! and of multi-block ranges (tantivy reads a column or a term dictionary whole, again after every commit

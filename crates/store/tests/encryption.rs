@@ -397,6 +397,7 @@ fn retention_crypto_shreds_expired_partitions() {
     let mut cfg = config(dir.path(), Some(1));
     cfg.retention = Retention {
         max_age_ns: [(Kind::Text, 3 * DAY_NS)].into_iter().collect(),
+        namespace_age_ns: [("dev".to_string(), DAY_NS)].into_iter().collect(),
         ..Retention::default()
     };
     let store = Store::open(cfg.clone()).unwrap();
@@ -406,6 +407,16 @@ fn retention_crypto_shreds_expired_partitions() {
         store
             .ingest(key(&format!("t{day}")), &Source::of_kind(Kind::Text), evs)
             .unwrap();
+    }
+    // A namespace's own partitions are shredded by its rule too.
+    let dev = Source {
+        kind: Kind::Container,
+        namespace: Some("dev".into()),
+        ..Source::default()
+    };
+    for day in [0, 2] {
+        let evs = decode(Format::Text, "a dev line\n", now - day * DAY_NS);
+        store.ingest(key(&format!("dev{day}")), &dev, evs).unwrap();
     }
     store.commit().unwrap();
     let ring_owners = || -> Vec<String> {
@@ -423,7 +434,7 @@ fn retention_crypto_shreds_expired_partitions() {
     // A snapshot of the doomed partition taken before retention (a backup, a cloud snapshot).
     copy_dir(&old_dir, backup.path());
 
-    assert_eq!(store.apply_retention(now).unwrap(), 2);
+    assert_eq!(store.apply_retention(now).unwrap(), 2 + 1);
     assert!(!old_dir.exists());
     let owners = ring_owners();
     assert!(
@@ -431,6 +442,18 @@ fn retention_crypto_shreds_expired_partitions() {
         "{owners:?}"
     );
     assert!(owners.iter().any(|o| o.starts_with("partitions/text/")));
+    let dev_owner = |day: i64| {
+        let date = quarry_store::partition::PartKey::of(Kind::Container, now - day * DAY_NS).date();
+        format!("partitions/container/{date}@dev")
+    };
+    assert!(
+        owners.iter().any(|o| o.starts_with(&dev_owner(0))),
+        "{owners:?}"
+    );
+    assert!(
+        !owners.iter().any(|o| o.starts_with(&dev_owner(2))),
+        "{owners:?}"
+    );
     store.close().unwrap();
 
     // Restoring the snapshot does not bring the data back: its keys are gone.
@@ -438,7 +461,7 @@ fn retention_crypto_shreds_expired_partitions() {
     let ro = Store::open_read_only_with(dir.path(), enc(1)).unwrap();
     assert_eq!(
         ro.stats().partitions,
-        4,
+        4 + 1,
         "the restored partition cannot be opened"
     );
     let e = Store::open(cfg).err().unwrap().to_string();

@@ -594,7 +594,8 @@ pub struct FileDigest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SegmentManifest {
-    /// Partition directory, relative to the data directory (`partitions/<kind>/<YYYY-MM-DD>`).
+    /// Partition directory, relative to the data directory (`partitions/<kind>/<YYYY-MM-DD>`, or
+    /// `<YYYY-MM-DD>@<namespace>` for a namespace's own).
     pub partition: String,
     /// Segment id (32 hex digits, as in its file names).
     pub segment: String,
@@ -1339,7 +1340,8 @@ impl FileClass {
     }
 }
 
-/// The partition directory (`partitions/<kind>/<day>`) a relative path is in.
+/// The partition directory (`partitions/<kind>/<day>` or `partitions/<kind>/<day>@<namespace>`) a
+/// relative path is in.
 pub fn partition_of(rel: &str) -> Option<&str> {
     let mut it = rel.match_indices('/');
     if !rel.starts_with("partitions/") {
@@ -2801,6 +2803,8 @@ mod tests {
         );
         assert_eq!(classify("integrity/state.json"), FileClass::StateCache);
         assert_eq!(classify("notes.txt"), FileClass::Unknown);
+        let own = "partitions/container/2024-05-01@payments";
+        assert_eq!(partition_of(&format!("{own}/meta.json")), Some(own));
         let p = "partitions/audit/2024-05-01";
         assert_eq!(partition_of(&format!("{p}/meta.json")), Some(p));
         assert_eq!(
