@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{post, quarry, query, Server};
+use common::{post, quarry, query, run_ok, Server};
 use quarry_transport::IngestParams;
 use std::io::Write;
 
@@ -107,20 +107,15 @@ fn import_shared_data_and_hunt_over_http() {
     );
 
     // The CLI can read the data directory while the server runs (what is committed).
-    let out = quarry()
-        .args(["query", "--data-dir"])
-        .arg(dir.path())
-        .args([
-            "--format",
-            "csv",
-            r#"filter @source = "cloudtrail" | stats count(*) as n"#,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        quarry()
+            .args(["query", "--data-dir"])
+            .arg(dir.path())
+            .args([
+                "--format",
+                "csv",
+                r#"filter @source = "cloudtrail" | stats count(*) as n"#,
+            ]),
     );
     let csv = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -443,11 +438,5 @@ fn the_server_applies_retention_per_kind_and_namespace() {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }
     server.stop();
-    let out = quarry()
-        .args(["verify", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{report}");
+    run_ok(quarry().args(["verify", "--data-dir"]).arg(dir.path()));
 }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{post, quarry, Server};
+use common::{post, quarry, run_ok, Server};
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -28,17 +28,6 @@ fn keys(stdout: &[u8]) -> BTreeSet<(String, String, String)> {
             )
         })
         .collect()
-}
-
-fn run_ok(cmd: &mut std::process::Command) -> std::process::Output {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{:?}: {}",
-        cmd,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 #[test]

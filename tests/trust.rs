@@ -4,30 +4,20 @@
 
 mod common;
 
-use common::{free_port, quarry};
+use common::{free_port, quarry, run_ok};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 fn token(data: &Path, role: &str, extra: &[&str]) -> String {
-    run_ok(
+    let out = run_ok(
         quarry()
             .args(["token", "create", "--role", role, "--data-dir"])
             .arg(data)
             .args(extra),
     )
-    .trim()
-    .to_string()
+    .stdout;
+    String::from_utf8(out).unwrap().trim().to_string()
 }
 
 /// A TLS server with mTLS and the files it was made from.
@@ -255,32 +245,23 @@ fn tls_tokens_roles_and_namespace_scope() {
         .unwrap();
     assert_eq!(wrong.code(), Some(60));
     let connect = format!("127.0.0.1:{}", s.port);
-    let o = openssl(
-        &[
+    let verified_with = |ca: &Path| {
+        let ca = ca.to_str().unwrap();
+        let args = [
             "s_client",
             "-connect",
             &connect,
             "-verify_return_error",
             "-CAfile",
-            other_ca.join("ca.pem").to_str().unwrap(),
-        ],
-        b"",
-    );
-    assert!(!o.status.success());
+            ca,
+        ];
+        openssl(&args, b"")
+    };
+    assert!(!verified_with(&other_ca.join("ca.pem")).status.success());
     // TLS 1.3 only by default: a TLS 1.2 client is turned away; 1.3 with the right CA verifies.
     let o = openssl(&["s_client", "-connect", &connect, "-tls1_2"], b"");
     assert!(!o.status.success(), "TLS 1.2 accepted");
-    let o = openssl(
-        &[
-            "s_client",
-            "-connect",
-            &connect,
-            "-verify_return_error",
-            "-CAfile",
-            certs.join("ca.pem").to_str().unwrap(),
-        ],
-        b"",
-    );
+    let o = verified_with(&certs.join("ca.pem"));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
         text.contains("TLSv1.3") && text.contains("Verify return code: 0"),

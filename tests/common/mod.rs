@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -23,27 +23,27 @@ fn token_template() -> &'static (PathBuf, String) {
     static T: OnceLock<(PathBuf, String)> = OnceLock::new();
     T.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap().keep();
-        let out = Command::new(env!("CARGO_BIN_EXE_quarry"))
-            .args([
-                "token",
-                "create",
-                "--role",
-                "admin",
-                "--name",
-                "tests",
-                "--data-dir",
-            ])
-            .arg(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = run_ok(
+            Command::new(env!("CARGO_BIN_EXE_quarry"))
+                .args(["token", "create", "--role", "admin", "--name", "tests"])
+                .arg("--data-dir")
+                .arg(&dir),
         );
         let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
         (dir, token)
     })
+}
+
+/// Runs `cmd` to its end and fails the test, showing the command and its output, unless it succeeded.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    out
 }
 
 /// Runs `cmd` with `input` on its standard input and its standard output captured (standard error as

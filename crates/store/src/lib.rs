@@ -38,7 +38,7 @@ pub mod wal;
 use block::{BlockMeta, StoredEventRef, BLOCK_EVENTS};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use parking_lot::{Mutex, RwLock};
-use partition::{PartKey, PartMeta, PartView, Partition, WriterConfig};
+use partition::{PartKey, PartMeta, PartView, Partition, WriterConfig, DAY_NS};
 use quarry_model::{Event, Kind, Source};
 use schema::Doc;
 use serde::{Deserialize, Serialize};
@@ -594,14 +594,11 @@ fn prepare(
     own: Option<&str>,
     events: Vec<Event>,
 ) -> (Vec<Vec<u8>>, Vec<Prepared>) {
-    let own_key: Option<Arc<str>> = own.map(Arc::from);
-    let mut by_part: BTreeMap<PartKey, Vec<Event>> = BTreeMap::new();
+    let mut by_day: BTreeMap<i64, Vec<Event>> = BTreeMap::new();
     for e in events {
-        by_part
-            .entry(PartKey::of(source.kind, e.ts).in_namespace(own_key.clone()))
-            .or_default()
-            .push(e);
+        by_day.entry(e.ts.div_euclid(DAY_NS)).or_default().push(e);
     }
+    let own_key: Option<Arc<str>> = own.map(Arc::from);
     let coords: Arc<Vec<(String, String)>> = Arc::new(
         source
             .coordinates()
@@ -609,10 +606,14 @@ fn prepare(
             .collect(),
     );
     let mut payloads = Vec::new();
-    let mut prepared = Vec::with_capacity(by_part.len());
-    for (key, mut evs) in by_part {
+    let mut prepared = Vec::with_capacity(by_day.len());
+    for (day, mut evs) in by_day {
         let mut p = Prepared {
-            key,
+            key: PartKey {
+                kind: source.kind,
+                day,
+                namespace: own_key.clone(),
+            },
             docs: Vec::with_capacity(evs.len() + evs.len() / BLOCK_EVENTS + 1),
             delta: PartMeta::empty(),
         };

@@ -67,7 +67,7 @@ impl PartKey {
             None => (name, None),
         };
         let ts = quarry_model::time::parse_rfc3339(&format!("{date}T00:00:00Z")).ok()?;
-        (ts.rem_euclid(DAY_NS) == 0).then(|| PartKey::of(kind, ts).in_namespace(namespace))
+        Some(PartKey::of(kind, ts).in_namespace(namespace))
     }
 
     /// Name of the partition's folder: `<YYYY-MM-DD>` or `<YYYY-MM-DD>@<namespace>`.
